@@ -1,0 +1,361 @@
+"""The ``brain`` command.
+
+Heavy libraries (pandas, lightgbm, prefect, dbt) are imported inside the commands
+that need them, so ``brain --help`` answers at once. Errors a user can cause are
+printed as one line on stderr with a non-zero exit status, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from brain_lib.config import Settings
+
+app = typer.Typer(
+    name="brain",
+    help="Train, judge and keep the prediction models of a crypto trading desk.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The warehouse (embedded PostgreSQL unless BRAIN_DATABASE_URL is set).")
+ingest_app = typer.Typer(help="Load your own market data.")
+app.add_typer(db_app, name="db")
+app.add_typer(ingest_app, name="ingest")
+
+EXIT_USER_ERROR = 2
+
+
+def _settings(**overrides: Any) -> Settings:
+    from pydantic import ValidationError
+
+    from brain_lib.config import Settings
+    from brain_lib.errors import ConfigError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting BRAIN_{where.upper()}: {first['msg']}") from None
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _split(values: str | None) -> list[str] | None:
+    if values is None:
+        return None
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    return items or None
+
+
+def _prepare(settings: Settings) -> str:
+    """Warehouse URL, with the embedded server started and the raw schema in place."""
+    from brain_lib.dbt import ensure_raw_schema
+    from brain_lib.warehouse import ensure_reachable, resolve_dsn
+
+    dsn = resolve_dsn(settings)
+    ensure_reachable(dsn)
+    ensure_raw_schema(dsn, project_dir=settings.dbt_dir, state_dir=settings.home / "dbt")
+    return dsn
+
+
+# ----------------------------------------------------------------------------- db
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded warehouse (no-op with BRAIN_DATABASE_URL)."""
+    settings = _settings()
+    if settings.database_url is not None:
+        typer.echo("BRAIN_DATABASE_URL is set: using that database, nothing embedded started")
+        return
+    from brain_lib.warehouse import EmbeddedWarehouse
+
+    url = EmbeddedWarehouse(settings.home).start()
+    typer.echo(f"embedded warehouse running: {url}")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded warehouse."""
+    from brain_lib.warehouse import EmbeddedWarehouse
+
+    stopped = EmbeddedWarehouse(_settings().home).stop()
+    typer.echo("embedded warehouse stopped" if stopped else "embedded warehouse was not running")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Say whether the warehouse runs, and where."""
+    settings = _settings()
+    if settings.database_url is not None:
+        from brain_lib.warehouse import ensure_reachable, parse_dsn
+
+        dsn = settings.database_url.get_secret_value()
+        where = parse_dsn(dsn).redacted()
+        ensure_reachable(dsn)
+        typer.echo(f"external warehouse reachable: {where}")
+        return
+    from brain_lib.warehouse import EmbeddedWarehouse
+
+    status = EmbeddedWarehouse(settings.home).status()
+    state = f"running (pid {status['pid']})" if status["running"] else "stopped"
+    typer.echo(f"embedded warehouse {state}; data in {status['data_dir']}")
+    if not status["running"]:
+        raise typer.Exit(3)
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the warehouse connection URL (starts the embedded one if needed)."""
+    from brain_lib.warehouse import resolve_dsn
+
+    typer.echo(resolve_dsn(_settings()))
+
+
+# ------------------------------------------------------------------------- ingest
+
+
+def read_candles_file(path: Path) -> Any:
+    """Read a CSV or Parquet file of candles into a frame with ts + OHLCV columns.
+
+    ``ts`` may be ISO-8601 text (UTC assumed when no offset is given) or epoch
+    milliseconds (numbers above 10^11) or seconds. ``timestamp``, ``time``,
+    ``date`` and ``datetime`` are accepted as names of the ``ts`` column.
+    """
+    import pandas as pd
+
+    from brain_lib.errors import DataError
+
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif path.suffix.lower() in (".csv", ".txt", ".gz"):
+            frame = pd.read_csv(path)
+        else:
+            raise DataError(f"{path}: unknown file type {path.suffix!r} (use .csv or .parquet)")
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: cannot be read: {exc}") from None
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    if "ts" not in frame.columns:
+        for alias in ("timestamp", "time", "date", "datetime"):
+            if alias in frame.columns:
+                frame = frame.rename(columns={alias: "ts"})
+                break
+    if "ts" in frame.columns and pd.api.types.is_numeric_dtype(frame["ts"]):
+        unit = "ms" if frame["ts"].abs().max() > 1e11 else "s"
+        frame["ts"] = pd.to_datetime(frame["ts"], unit=unit, utc=True)
+    return frame
+
+
+@ingest_app.command("ohlcv")
+def ingest_ohlcv(
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet: ts, open, high, low, close, volume")],
+    exchange: Annotated[str, typer.Option(help="Exchange the candles come from.")],
+    symbol: Annotated[str, typer.Option(help="Symbol, e.g. BTC/USDT.")],
+    timeframe: Annotated[str, typer.Option(help="Bar length, e.g. 1h.")] = "1h",
+) -> None:
+    """Load candles from a file through the bulk COPY path (idempotent)."""
+    from brain_lib.warehouse import connect, copy_ohlcv
+
+    settings = _settings()
+    frame = read_candles_file(file)
+    dsn = _prepare(settings)
+    with connect(dsn) as conn:
+        report = copy_ohlcv(
+            conn, frame, exchange=exchange, symbol=symbol, timeframe=timeframe, source=str(file)
+        )
+    typer.echo(
+        f"{file}: {report.added} rows added, {report.unchanged} unchanged "
+        f"({exchange} {symbol} {timeframe})"
+    )
+
+
+# -------------------------------------------------------------------------- train
+
+
+def _metrics_table(rows: list[dict[str, Any]], title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    cols = ["symbol", "model_type", "status", "version_id", "sharpe", "sortino", "hit_ratio",
+            "profit_factor", "max_drawdown", "calmar"]
+    for col in cols:
+        table.add_column(col, justify="right" if col not in ("symbol", "model_type", "status", "version_id") else "left")
+    for row in rows:
+        table.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in cols])
+    return table
+
+
+def _run_retrain(settings: Settings, **params: Any) -> list[dict[str, Any]]:
+    """Run daily-retrain once and return its per-symbol rows; exit 1 if any failed."""
+    from flows.daily_retrain import daily_retrain
+    from flows.runner import run_flow
+
+    state = run_flow(daily_retrain, **params)
+    rows = state.result(raise_on_failure=False)
+    if not isinstance(rows, list):
+        from brain_lib.errors import BrainError
+
+        raise BrainError(f"daily-retrain ended {state.name}: {state.message or rows}")
+    console = _console()
+    console.print(_metrics_table(rows, f"daily-retrain: {state.name}"))
+    for row in rows:
+        if row["status"] != "ok":
+            console.print(f"[red]{row['symbol']} {row['model_type']}: {row['error']}[/red]")
+    if not state.is_completed():
+        raise typer.Exit(1)
+    return rows
+
+
+@app.command()
+def train(
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols (default BRAIN_SYMBOLS).")] = None,
+    exchange: Annotated[str | None, typer.Option(help="Exchange the candles were stored under.")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="Bar length, e.g. 1h.")] = None,
+    model_types: Annotated[str | None, typer.Option(help="Comma-separated model types.")] = None,
+    lookback_days: Annotated[int | None, typer.Option(help="Training window in days.")] = None,
+    start: Annotated[datetime | None, typer.Option(help="Window start (UTC); with --end.")] = None,
+    end: Annotated[datetime | None, typer.Option(help="Window end, exclusive (UTC).")] = None,
+) -> None:
+    """Run daily-retrain once on the chosen symbols and print their metrics."""
+    from brain_lib.errors import ConfigError
+
+    if start is not None and end is None:
+        raise ConfigError("--start needs --end")
+    if start is not None and end is not None:
+        if end <= start:
+            raise ConfigError(f"empty date range: --end {end:%Y-%m-%d %H:%M} is not after --start {start:%Y-%m-%d %H:%M}")
+        lookback_days = max(1, int((end - start).total_seconds() // 86400))
+    settings = _settings(
+        symbols=_split(symbols), exchange=exchange, timeframe=timeframe,
+        model_types=_split(model_types), lookback_days=lookback_days,
+    )
+    _prepare(settings)  # fail fast, before Prefect starts, on an unreachable warehouse
+    _run_retrain(
+        settings,
+        symbols=settings.symbols,
+        exchange=settings.exchange,
+        timeframe=settings.timeframe,
+        model_types=settings.model_types,
+        lookback_days=settings.lookback_days,
+        end=end,
+    )
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def _print_best_models(dsn: str) -> None:
+    from rich.table import Table
+
+    from brain_lib.warehouse import connect
+
+    with connect(dsn) as conn:
+        cur = conn.execute(
+            "select symbol, model_type, version_id, composite_score, trained_at "
+            "from marts.best_model_per_symbol order by symbol"
+        )
+        rows = cur.fetchall()
+    table = Table(title="marts.best_model_per_symbol")
+    for col in ("symbol", "model_type", "version_id", "composite_score", "trained_at"):
+        table.add_column(col)
+    for symbol, model_type, version_id, score, trained_at in rows:
+        table.add_row(symbol, model_type, version_id, f"{score:.4f}", f"{trained_at:%Y-%m-%d %H:%M:%S}")
+    _console().print(table)
+
+
+@app.command()
+def demo(
+    symbols: Annotated[int, typer.Option(min=1, max=5, help="How many demo symbols.")] = 3,
+    days: Annotated[int, typer.Option(min=30, help="Days of hourly candles to generate.")] = 400,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic market.")] = 7,
+) -> None:
+    """Start the warehouse, load synthetic candles, run daily-retrain, show the best models."""
+    from brain_lib.dbt import run_dbt
+    from brain_lib.market import SyntheticMarket
+    from brain_lib.warehouse import connect, copy_ohlcv
+
+    names = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT"][:symbols]
+    settings = _settings(exchange="synthetic", timeframe="1h", symbols=names)
+    console = _console()
+    dsn = _prepare(settings)
+    console.print(f"warehouse: {'BRAIN_DATABASE_URL' if settings.database_url else dsn}")
+    market = SyntheticMarket(seed=seed)
+    with connect(dsn) as conn:
+        for name in names:
+            report = copy_ohlcv(
+                conn, market.candles(name, days * 24), exchange="synthetic", symbol=name,
+                timeframe="1h", source=f"synthetic {name}",
+            )
+            console.print(f"{name}: {report.added} candles added, {report.unchanged} unchanged")
+    _run_retrain(
+        settings, symbols=names, exchange="synthetic", timeframe="1h",
+        model_types=settings.model_types, lookback_days=min(settings.lookback_days, days - 1),
+    )
+    _print_best_models(dsn)
+    run_dbt(["docs", "generate"], dsn=dsn, project_dir=settings.dbt_dir, state_dir=settings.home / "dbt")
+    docs = settings.home / "dbt" / "target" / "index.html"
+    console.print(f"dbt docs: {docs}  (serve with: brain dbt docs serve --port 8080)")
+    console.print(
+        "Prefect UI: run `prefect server start`, then set "
+        "PREFECT_API_URL=http://127.0.0.1:4200/api before `brain demo` to keep runs there."
+    )
+
+
+# ---------------------------------------------------------------------------- dbt
+
+
+@app.command(
+    "dbt",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def dbt_passthrough(ctx: typer.Context) -> None:
+    """Run dbt on dbt_brain/ against the warehouse: brain dbt build, brain dbt docs generate…"""
+    from brain_lib.dbt import run_dbt
+
+    settings = _settings()
+    dsn = _prepare(settings)
+    result = run_dbt(list(ctx.args), dsn=dsn, project_dir=settings.dbt_dir,
+                     state_dir=settings.home / "dbt", check=False, timeout=24 * 3600)
+    typer.echo(result.output.rstrip())
+    if not result.ok:
+        raise typer.Exit(result.returncode)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    """Entry point of the ``brain`` console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        from brain_lib.errors import BrainError
+
+        if isinstance(exc, BrainError):
+            typer.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Run dbt (``dbt_brain/``) against the warehouse.
+
+dbt runs in a child process so that its global state, logging and adapter
+connections stay out of the caller; the connection comes in through environment
+variables that ``dbt_brain/profiles.yml`` reads (``BRAIN_PG*``), never through a file,
+and the password never reaches a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from brain_lib.errors import WarehouseError
+from brain_lib.warehouse import parse_dsn
+
+__all__ = ["RAW_TABLES", "DbtResult", "dbt_command", "dbt_env", "ensure_raw_schema", "run_dbt"]
+
+
+@dataclass(frozen=True)
+class DbtResult:
+    """A finished dbt invocation."""
+
+    args: tuple[str, ...]
+    returncode: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def dbt_command() -> list[str]:
+    """The dbt executable of this interpreter's environment."""
+    exe = Path(sys.executable).with_name("dbt")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "from dbt.cli.main import cli; cli()"]
+
+
+def dbt_env(dsn: str, state_dir: Path) -> dict[str, str]:
+    """Environment for a dbt child process connected to ``dsn``."""
+    params = parse_dsn(dsn)
+    env = dict(os.environ)
+    env.update(
+        {
+            "BRAIN_PGHOST": params.host,
+            "BRAIN_PGPORT": str(params.port),
+            "BRAIN_PGUSER": params.user,
+            "BRAIN_PGPASSWORD": params.password,
+            "BRAIN_PGDATABASE": params.dbname,
+            "DBT_TARGET_PATH": str(state_dir / "target"),
+            "DBT_LOG_PATH": str(state_dir / "logs"),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DBT_USE_COLORS": "false",
+        }
+    )
+    return env
+
+
+def run_dbt(
+    args: list[str],
+    *,
+    dsn: str,
+    project_dir: Path,
+    state_dir: Path,
+    check: bool = True,
+    timeout: float = 900,
+) -> DbtResult:
+    """Run ``dbt <args>`` for ``project_dir``; raise :class:`WarehouseError` on failure.
+
+    ``state_dir`` holds dbt's target/ and logs/ (the docs site lands in
+    ``state_dir/target``). The error names the failing nodes from dbt's own output.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        *dbt_command(),
+        *args,
+        "--project-dir",
+        str(project_dir),
+        "--profiles-dir",
+        str(project_dir),
+    ]
+    proc = subprocess.run(
+        cmd,
+        env=dbt_env(dsn, state_dir),
+        cwd=str(project_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = (proc.stdout or "") + (proc.stderr or "")
+    result = DbtResult(tuple(args), proc.returncode, output)
+    if check and not result.ok:
+        failures = [
+            line.strip()
+            for line in output.splitlines()
+            if any(k in line for k in ("ERROR", "FAIL ", "Error", "error:"))
+        ]
+        detail = "; ".join(failures[-5:]) or output.strip().splitlines()[-1:]
+        raise WarehouseError(f"dbt {' '.join(args)} failed (exit {proc.returncode}): {detail}")
+    return result
+
+
+RAW_TABLES = ("raw.ohlcv", "raw.model_versions", "raw.model_metrics", "raw.model_events")
+
+
+def ensure_raw_schema(dsn: str, *, project_dir: Path, state_dir: Path) -> bool:
+    """Create the raw landing tables (dbt macro ``create_raw_tables``) when any is missing.
+
+    Returns True when dbt ran. The definition lives only in
+    ``dbt_brain/macros/raw_schema.sql``.
+    """
+    from brain_lib.warehouse import connect, table_exists
+
+    with connect(dsn, autocommit=True) as conn:
+        if all(table_exists(conn, name) for name in RAW_TABLES):
+            return False
+    run_dbt(["run-operation", "create_raw_tables"], dsn=dsn, project_dir=project_dir, state_dir=state_dir)
+    return True

@@ -1,0 +1,57 @@
+"""The model protocol and the registry of model types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from brain_lib.errors import ConfigError
+
+__all__ = ["MODEL_TYPES", "Model", "get_model", "register_model_type"]
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What every model type provides.
+
+    ``model_type`` names the adapter (``"lightgbm"``); ``params`` are the
+    hyperparameters recorded in the manifest; ``artifact_name`` is the file
+    ``save`` writes inside a version folder.
+    """
+
+    model_type: str
+    artifact_name: str
+
+    @property
+    def params(self) -> dict[str, Any]: ...
+
+    def fit(self, X: pd.DataFrame, y: pd.Series) -> Model: ...
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray: ...
+
+    def save(self, path: Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: Path, params: Mapping[str, Any] | None = None) -> Model: ...
+
+
+MODEL_TYPES: dict[str, Callable[..., Model]] = {}
+
+
+def register_model_type(name: str, factory: Callable[..., Model]) -> None:
+    """Make ``factory`` available as ``get_model(name)``."""
+    MODEL_TYPES[name] = factory
+
+
+def get_model(name: str, **params: Any) -> Model:
+    """A fresh, unfitted adapter of type ``name`` with ``params`` over its defaults."""
+    try:
+        factory = MODEL_TYPES[name]
+    except KeyError:
+        known = ", ".join(sorted(MODEL_TYPES)) or "none"
+        raise ConfigError(f"unknown model type {name!r} (known: {known})") from None
+    return factory(**params)

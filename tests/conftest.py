@@ -1,0 +1,71 @@
+"""Shared fixtures: a real PostgreSQL (the embedded wheel) in a throwaway folder.
+
+One server for the session; each test module that asks for ``pg_dsn`` gets a fresh
+database in it, so modules never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A PostgreSQL server for the whole session; yields the URL of its ``postgres`` db."""
+    from brain_lib.warehouse import EmbeddedWarehouse
+
+    root = Path(tempfile.mkdtemp(prefix="brain-test-pg-"))
+    warehouse = EmbeddedWarehouse(root)
+    warehouse.start()
+    try:
+        yield warehouse.url("postgres")
+    finally:
+        warehouse.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _fresh_database(server_url: str) -> str:
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    return server_url.replace("/postgres?", f"/{name}?")
+
+
+@pytest.fixture(scope="module")
+def pg_dsn(pg_server: str) -> str:
+    """URL of a fresh, empty database for one test module."""
+    return _fresh_database(pg_server)
+
+
+@pytest.fixture
+def fresh_dsn(pg_server: str) -> str:
+    """URL of a fresh, empty database for one test."""
+    return _fresh_database(pg_server)
+
+
+@pytest.fixture(scope="module")
+def warehouse_dsn(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh database with the raw schema created by dbt (``create_raw_tables``)."""
+    from brain_lib.dbt import run_dbt
+
+    run_dbt(
+        ["run-operation", "create_raw_tables"],
+        dsn=pg_dsn,
+        project_dir=REPO / "dbt_brain",
+        state_dir=tmp_path_factory.mktemp("dbt"),
+    )
+    return pg_dsn
