@@ -30,6 +30,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
 
 EXIT_USER_ERROR = 2
+# the demo market mean-reverts a little hour to hour, so there is something to learn
+DEMO_AUTOCORR = -0.1
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -49,7 +51,8 @@ def _settings(**overrides: Any) -> Settings:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    # wide enough for the metrics table when the output is a file or a pipe
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _split(values: str | None) -> list[str] | None:
@@ -193,13 +196,39 @@ def _metrics_table(rows: list[dict[str, Any]], title: str) -> Any:
     from rich.table import Table
 
     table = Table(title=title)
-    cols = ["symbol", "model_type", "status", "version_id", "sharpe", "sortino", "hit_ratio",
-            "profit_factor", "max_drawdown", "calmar"]
-    for col in cols:
-        table.add_column(col, justify="right" if col not in ("symbol", "model_type", "status", "version_id") else "left")
+    text_cols = ["symbol", "model_type", "status", "version_id"]
+    number_cols = ["sharpe", "sortino", "hit_ratio", "profit_factor", "max_drawdown", "calmar"]
+    for col in text_cols:
+        table.add_column(col, no_wrap=True)
+    for col in number_cols:
+        table.add_column(col, justify="right")
     for row in rows:
-        table.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in cols])
+        cells = [str(row.get(c) or "") for c in text_cols]
+        cells += ["" if row.get(c) is None else f"{row[c]:.3f}" for c in number_cols]
+        table.add_row(*cells)
     return table
+
+
+def _check_symbols(dsn: str, settings: Settings) -> None:
+    """Name unknown symbols before any flow starts."""
+    from brain_lib.errors import UnknownSymbolError
+    from brain_lib.warehouse import connect
+
+    with connect(dsn) as conn:
+        stored = {
+            row[0]
+            for row in conn.execute(
+                "select distinct symbol from raw.ohlcv where exchange = %s and timeframe = %s",
+                (settings.exchange, settings.timeframe),
+            ).fetchall()
+        }
+    unknown = [s for s in settings.symbols if s not in stored]
+    if unknown:
+        known = ", ".join(sorted(stored)) or "nothing"
+        raise UnknownSymbolError(
+            f"unknown symbol(s) {', '.join(unknown)}: no {settings.timeframe} candles on "
+            f"{settings.exchange!r} (stored: {known}); load them with brain ingest ohlcv"
+        )
 
 
 def _run_retrain(settings: Settings, **params: Any) -> list[dict[str, Any]]:
@@ -246,7 +275,8 @@ def train(
         symbols=_split(symbols), exchange=exchange, timeframe=timeframe,
         model_types=_split(model_types), lookback_days=lookback_days,
     )
-    _prepare(settings)  # fail fast, before Prefect starts, on an unreachable warehouse
+    dsn = _prepare(settings)  # fail fast, before Prefect starts, on an unreachable warehouse
+    _check_symbols(dsn, settings)
     _run_retrain(
         settings,
         symbols=settings.symbols,
@@ -296,7 +326,7 @@ def demo(
     console = _console()
     dsn = _prepare(settings)
     console.print(f"warehouse: {'BRAIN_DATABASE_URL' if settings.database_url else dsn}")
-    market = SyntheticMarket(seed=seed)
+    market = SyntheticMarket(seed=seed, autocorr=DEMO_AUTOCORR)
     with connect(dsn) as conn:
         for name in names:
             report = copy_ohlcv(

@@ -1,0 +1,152 @@
+"""The ``brain`` command as a user runs it: real processes, a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from brain_lib.market import generate_candles
+from brain_lib.warehouse import connect
+
+BRAIN = str(Path(sys.executable).with_name("brain"))
+
+
+def brain(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BRAIN, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BRAIN_", "PREFECT_"))}
+    base.update(
+        BRAIN_HOME=str(tmp_path / "home"),
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    return base
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and needle in lines[0], lines[0]
+
+
+def test_help_is_instant(env: dict[str, str]) -> None:
+    start = time.perf_counter()
+    proc = brain("--help", env=env)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0 and "demo" in proc.stdout and "train" in proc.stdout
+    # generous bound for a loaded 2-core machine; the real check is below
+    assert elapsed < 5
+    check = subprocess.run(
+        [sys.executable, "-c", "import sys, brain_lib.cli; print(sorted(m for m in ('pandas','lightgbm','prefect','dbt','psycopg') if m in sys.modules))"],
+        capture_output=True, text=True, check=True,
+    )
+    assert check.stdout.strip() == "[]"  # nothing heavy is imported to show help
+
+
+def test_malformed_database_url(env: dict[str, str]) -> None:
+    env["BRAIN_DATABASE_URL"] = "mysql://root@localhost/brain"
+    _one_line_error(brain("db", "url", env=env), "BRAIN_DATABASE_URL")
+    _one_line_error(brain("train", env=env), "must be a PostgreSQL URL")
+
+
+def test_unreachable_warehouse(env: dict[str, str]) -> None:
+    env["BRAIN_DATABASE_URL"] = "postgresql://brain:s3cret@127.0.0.1:1/brain"
+    proc = brain("train", "--symbols", "BTC/USDT", env=env)
+    _one_line_error(proc, "cannot reach the warehouse at postgresql://brain@127.0.0.1:1/brain")
+    assert "s3cret" not in proc.stderr + proc.stdout  # the password never reaches output
+
+
+def test_empty_date_range(env: dict[str, str], pg_dsn: str) -> None:
+    env["BRAIN_DATABASE_URL"] = pg_dsn
+    proc = brain("train", "--start", "2025-03-01", "--end", "2025-03-01", env=env)
+    _one_line_error(proc, "empty date range")
+
+
+def test_ingest_then_train_unknown_symbol(env: dict[str, str], pg_dsn: str, tmp_path: Path) -> None:
+    env["BRAIN_DATABASE_URL"] = pg_dsn
+    candles = generate_candles("ADA/USDT", 300, seed=3).drop(columns="regime")
+    csv = tmp_path / "ada.csv"
+    candles.assign(ts=candles["ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(csv, index=False)
+    first = brain("ingest", "ohlcv", str(csv), "--exchange", "mine", "--symbol", "ADA/USDT", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "300 rows added, 0 unchanged" in first.stdout
+    # parquet with epoch milliseconds, overlapping the CSV by 200 rows
+    more = generate_candles("ADA/USDT", 500, seed=3).drop(columns="regime")
+    parquet = tmp_path / "ada.parquet"
+    more.assign(ts=more["ts"].astype("int64") // 10**6).rename(columns={"ts": "timestamp"}).iloc[100:].to_parquet(parquet)
+    second = brain("ingest", "ohlcv", str(parquet), "--exchange", "mine", "--symbol", "ADA/USDT", env=env)
+    assert second.returncode == 0, second.stderr
+    assert "200 rows added, 200 unchanged" in second.stdout
+    with connect(pg_dsn) as conn:
+        stored = conn.execute(
+            "select count(*), min(ts), max(ts) from raw.ohlcv where exchange = 'mine'"
+        ).fetchone()
+    assert stored is not None and stored[0] == 500
+
+    proc = brain("train", "--exchange", "mine", "--symbols", "ADA/USDT,DOGE/USDT", env=env)
+    _one_line_error(proc, "unknown symbol(s) DOGE/USDT")
+
+
+def test_malformed_file_writes_nothing(env: dict[str, str], pg_dsn: str, tmp_path: Path) -> None:
+    env["BRAIN_DATABASE_URL"] = pg_dsn
+    bad = tmp_path / "bad.csv"
+    bad.write_text("ts,open,high,low,close,volume\n2025-01-01T00:00Z,1,2,0.5,1.5,10\n2025-01-01T01:00Z,1,2,0.5,oops,10\n")
+    proc = brain("ingest", "ohlcv", str(bad), "--exchange", "bad", "--symbol", "X/USDT", env=env)
+    _one_line_error(proc, "bad.csv: row 2: column close is not a number ('oops')")
+    missing = brain("ingest", "ohlcv", str(tmp_path / "nope.csv"), "--exchange", "bad", "--symbol", "X/USDT", env=env)
+    _one_line_error(missing, "no such file")
+    with connect(pg_dsn) as conn:
+        assert conn.execute("select count(*) from raw.ohlcv where exchange = 'bad'").fetchone() == (0,)
+
+
+def test_db_lifecycle(env: dict[str, str]) -> None:
+    stopped = brain("db", "status", env=env)
+    assert stopped.returncode == 3 and "stopped" in stopped.stdout
+    try:
+        started = brain("db", "start", env=env)
+        assert started.returncode == 0 and "running" in started.stdout
+        url = brain("db", "url", env=env)
+        assert url.returncode == 0 and url.stdout.strip().startswith("postgresql://")
+        with connect(url.stdout.strip()) as conn:
+            assert conn.execute("select current_database()").fetchone() == ("brain",)
+        assert "running (pid" in brain("db", "status", env=env).stdout
+    finally:
+        assert "stopped" in brain("db", "stop", env=env).stdout
+    assert brain("db", "status", env=env).returncode == 3
+
+
+@pytest.mark.slow
+def test_demo_runs_twice_on_the_same_home(env: dict[str, str]) -> None:
+    """The main job end to end on the embedded default, twice: the second run reuses
+    the warehouse and data and adds new versions."""
+    try:
+        first = brain("demo", env=env)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        assert "9600 candles added" in first.stdout  # 400 days × 24 hours
+        assert "marts.best_model_per_symbol" in first.stdout
+        assert "dbt docs:" in first.stdout
+        second = brain("demo", env=env)
+        assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+        assert "0 candles added, 9600 unchanged" in second.stdout
+        url = brain("db", "url", env=env).stdout.strip()
+        with connect(url) as conn:
+            per_symbol = conn.execute(
+                "select symbol, count(*) from raw.model_versions group by symbol order by symbol"
+            ).fetchall()
+            best = conn.execute("select count(*) from marts.best_model_per_symbol").fetchone()
+        assert per_symbol == [("BTC/USDT", 2), ("ETH/USDT", 2), ("SOL/USDT", 2)]
+        assert best == (3,)
+        assert (Path(env["BRAIN_HOME"]) / "dbt" / "target" / "index.html").exists()
+    finally:
+        brain("db", "stop", env=env)

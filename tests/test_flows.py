@@ -1,0 +1,108 @@
+"""Real Prefect flow runs of daily-retrain on a real PostgreSQL and a real dbt build."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from brain_lib.dbt import ensure_raw_schema
+from brain_lib.market import SyntheticMarket
+from brain_lib.warehouse import connect, copy_ohlcv
+
+REPO = Path(__file__).resolve().parent.parent
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+
+
+@pytest.fixture(scope="module")
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def retrain_env(
+    pg_dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """A warehouse with 90 days of two symbols and BRAIN_* pointing at it."""
+    home = tmp_path_factory.mktemp("brain-home")
+    ensure_raw_schema(pg_dsn, project_dir=REPO / "dbt_brain", state_dir=home / "dbt")
+    market = SyntheticMarket(seed=11, autocorr=-0.1)
+    with connect(pg_dsn) as conn:
+        for symbol in SYMBOLS:
+            copy_ohlcv(conn, market.candles(symbol, 90 * 24), exchange="synthetic", symbol=symbol, timeframe="1h")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BRAIN_DATABASE_URL", pg_dsn)
+    mp.setenv("BRAIN_HOME", str(home))
+    mp.setenv("BRAIN_N_SPLITS", "3")
+    mp.setenv("BRAIN_EMBARGO", "6")
+    yield pg_dsn, home
+    mp.undo()
+
+
+def test_daily_retrain_trains_every_symbol_and_builds_marts(prefect_harness: None, retrain_env: tuple[str, Path]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    from flows.daily_retrain import daily_retrain
+    from flows.runner import run_flow, unsettled_task_runs
+
+    dsn, home = retrain_env
+    state = run_flow(daily_retrain, symbols=SYMBOLS, lookback_days=80)
+    assert state.is_completed(), state.message
+    rows = state.result()
+    assert [r["symbol"] for r in rows] == SYMBOLS
+    assert all(r["status"] == "ok" and r["version_id"] for r in rows)
+    # every task run reached a final state in Prefect's database
+    assert unsettled_task_runs(state.state_details.flow_run_id) == 0
+
+    with connect(dsn) as conn:
+        versions = conn.execute(
+            "select version_id, symbol, run_id, manifest->'walk_forward'->>'n_splits' from raw.model_versions order by symbol"
+        ).fetchall()
+        metrics = conn.execute("select count(distinct version_id) from raw.model_metrics").fetchone()
+        best = conn.execute(
+            "select symbol, version_id, composite_score from marts.best_model_per_symbol order by symbol"
+        ).fetchall()
+    assert [v[1] for v in versions] == SYMBOLS
+    assert all(v[2] == str(state.state_details.flow_run_id) for v in versions)
+    assert all(v[3] == "3" for v in versions)  # BRAIN_N_SPLITS reached the walk-forward
+    assert metrics == (2,)
+    assert {b[1] for b in best} == {r["version_id"] for r in rows}
+    for version_id, *_ in versions:
+        assert (home / "artifacts" / version_id / "model.txt").exists()
+
+    # the run's metrics table is a keyed artifact
+    async def artifact() -> object:
+        async with get_client() as client:
+            from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["daily-retrain-metrics"])))
+            return found[0] if found else None
+
+    table = run_coro_as_sync(artifact())
+    assert table is not None and "BTC/USDT" in str(table.data)
+
+
+def test_a_failing_symbol_does_not_sink_the_others(prefect_harness: None, retrain_env: tuple[str, Path]) -> None:
+    from flows.daily_retrain import daily_retrain
+    from flows.runner import run_flow
+
+    dsn, _ = retrain_env
+    with connect(dsn) as conn:
+        before = conn.execute("select count(*) from raw.model_versions").fetchone()
+    state = run_flow(daily_retrain, symbols=["BTC/USDT", "NOPE/USDT"], lookback_days=80)
+    assert state.is_failed()
+    assert "NOPE/USDT" in (state.message or "")
+    rows = state.result(raise_on_failure=False)
+    by_symbol = {r["symbol"]: r for r in rows}
+    assert by_symbol["BTC/USDT"]["status"] == "ok"
+    assert by_symbol["NOPE/USDT"]["status"] == "failed"
+    assert "unknown symbol 'NOPE/USDT'" in by_symbol["NOPE/USDT"]["error"]
+    with connect(dsn) as conn:
+        after = conn.execute("select count(*) from raw.model_versions").fetchone()
+    assert before is not None and after is not None
+    assert after[0] == before[0] + 1  # BTC trained again; nothing for the unknown symbol

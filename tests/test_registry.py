@@ -1,0 +1,112 @@
+"""Registering a version: artifact + manifest, and version + metrics in one transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from brain_lib import registry
+from brain_lib.market import generate_candles
+from brain_lib.models import LightGBMModel
+from brain_lib.registry import register_version, sha256_file
+from brain_lib.training import TrainingConfig, TrainingResult, build_dataset, train_symbol
+from brain_lib.warehouse import connect
+
+CONFIG = TrainingConfig(params={"num_boost_round": 20}, n_splits=3, embargo=6, min_rows=300)
+
+
+def _candles():  # type: ignore[no-untyped-def]
+    return generate_candles("SOL/USDT", 1200, seed=4).set_index("ts").drop(columns="regime")
+
+
+@pytest.fixture(scope="module")
+def result() -> TrainingResult:
+    return train_symbol(_candles(), exchange="synthetic", symbol="SOL/USDT", config=CONFIG)
+
+
+def _rows(dsn: str, table: str) -> int:
+    with connect(dsn) as conn:
+        row = conn.execute(f"select count(*) from raw.{table}").fetchone()  # table names are fixed
+    assert row is not None
+    return int(row[0])
+
+
+def test_register_writes_artifact_manifest_version_and_metrics(
+    warehouse_dsn: str, result: TrainingResult, tmp_path: Path
+) -> None:
+    with connect(warehouse_dsn) as conn:
+        stored = register_version(conn, result, artifact_root=str(tmp_path), run_id="run-1")
+    folder = tmp_path / stored.version_id
+    artifact = folder / "model.txt"
+    assert artifact.read_text().startswith("tree")  # LightGBM's text format, not a pickle
+    assert sha256_file(artifact) == stored.artifact_sha256
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["artifact"]["sha256"] == stored.artifact_sha256
+    assert manifest["version_id"] == stored.version_id
+    # the stored model predicts exactly as the trained one
+    loaded = LightGBMModel.load(artifact)
+    features, _ = build_dataset(_candles(), 1)
+    assert (loaded.predict(features.tail(50)) == result.model.predict(features.tail(50))).all()
+
+    with connect(warehouse_dsn) as conn:
+        version = conn.execute(
+            "select symbol, model_type, run_id, artifact_sha256, n_rows, manifest->'dataset'->>'fingerprint_sha256' "
+            "from raw.model_versions where version_id = %s",
+            (stored.version_id,),
+        ).fetchone()
+        metrics = dict(
+            conn.execute(
+                "select metric, value from raw.model_metrics where version_id = %s and scope = 'oos'",
+                (stored.version_id,),
+            ).fetchall()
+        )
+    assert version == ("SOL/USDT", "lightgbm", "run-1", stored.artifact_sha256, result.n_rows, result.fingerprint)
+    for name in ("sharpe", "sortino", "hit_ratio", "profit_factor", "max_drawdown", "calmar"):
+        expected = result.metrics[name]
+        if math.isnan(expected):
+            assert metrics[name] is None
+        else:
+            assert metrics[name] == pytest.approx(expected)
+
+
+def test_failure_between_version_and_metrics_leaves_nothing(
+    warehouse_dsn: str, result: TrainingResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    versions, metrics = _rows(warehouse_dsn, "model_versions"), _rows(warehouse_dsn, "model_metrics")
+
+    def broken(cur, result, version_id):  # type: ignore[no-untyped-def]
+        # the version row is written by now; fail the way a lost connection would
+        cur.execute("select 1/0")
+
+    monkeypatch.setattr(registry, "_insert_metrics", broken)
+    with pytest.raises(Exception, match="division by zero"), connect(warehouse_dsn) as conn:
+        register_version(conn, result, artifact_root=str(tmp_path))
+    assert _rows(warehouse_dsn, "model_versions") == versions
+    assert _rows(warehouse_dsn, "model_metrics") == metrics
+
+
+def test_nan_metric_is_stored_as_null_and_infinity_kept(
+    warehouse_dsn: str, result: TrainingResult, tmp_path: Path
+) -> None:
+    result = dataclasses.replace(
+        result, metrics={**result.metrics, "sharpe": float("nan"), "profit_factor": float("inf")}
+    )
+    with connect(warehouse_dsn) as conn:
+        stored = register_version(conn, result, artifact_root=str(tmp_path))
+        values = dict(
+            conn.execute(
+                "select metric, value from raw.model_metrics where version_id = %s", (stored.version_id,)
+            ).fetchall()
+        )
+    assert values["sharpe"] is None
+    assert values["profit_factor"] == math.inf
+
+
+def test_versions_are_immutable_folders(result: TrainingResult, tmp_path: Path) -> None:
+    registry.save_artifact(result, str(tmp_path), "v1")
+    with pytest.raises(Exception, match="already exists; versions are immutable"):
+        registry.save_artifact(result, str(tmp_path), "v1")
