@@ -168,7 +168,9 @@ def read_candles_file(path: Path) -> Any:
 
 @ingest_app.command("ohlcv")
 def ingest_ohlcv(
-    file: Annotated[Path, typer.Argument(help="CSV or Parquet: ts, open, high, low, close, volume")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV or Parquet: ts, open, high, low, close, volume")
+    ],
     exchange: Annotated[str, typer.Option(help="Exchange the candles come from.")],
     symbol: Annotated[str, typer.Option(help="Symbol, e.g. BTC/USDT.")],
     timeframe: Annotated[str, typer.Option(help="Bar length, e.g. 1h.")] = "1h",
@@ -254,8 +256,12 @@ def _run_retrain(settings: Settings, **params: Any) -> list[dict[str, Any]]:
 
 @app.command()
 def train(
-    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols (default BRAIN_SYMBOLS).")] = None,
-    exchange: Annotated[str | None, typer.Option(help="Exchange the candles were stored under.")] = None,
+    symbols: Annotated[
+        str | None, typer.Option(help="Comma-separated symbols (default BRAIN_SYMBOLS).")
+    ] = None,
+    exchange: Annotated[
+        str | None, typer.Option(help="Exchange the candles were stored under.")
+    ] = None,
     timeframe: Annotated[str | None, typer.Option(help="Bar length, e.g. 1h.")] = None,
     model_types: Annotated[str | None, typer.Option(help="Comma-separated model types.")] = None,
     lookback_days: Annotated[int | None, typer.Option(help="Training window in days.")] = None,
@@ -269,11 +275,17 @@ def train(
         raise ConfigError("--start needs --end")
     if start is not None and end is not None:
         if end <= start:
-            raise ConfigError(f"empty date range: --end {end:%Y-%m-%d %H:%M} is not after --start {start:%Y-%m-%d %H:%M}")
+            raise ConfigError(
+                f"empty date range: --end {end:%Y-%m-%d %H:%M} "
+                f"is not after --start {start:%Y-%m-%d %H:%M}"
+            )
         lookback_days = max(1, int((end - start).total_seconds() // 86400))
     settings = _settings(
-        symbols=_split(symbols), exchange=exchange, timeframe=timeframe,
-        model_types=_split(model_types), lookback_days=lookback_days,
+        symbols=_split(symbols),
+        exchange=exchange,
+        timeframe=timeframe,
+        model_types=_split(model_types),
+        lookback_days=lookback_days,
     )
     dsn = _prepare(settings)  # fail fast, before Prefect starts, on an unreachable warehouse
     _check_symbols(dsn, settings)
@@ -306,7 +318,9 @@ def _print_best_models(dsn: str) -> None:
     for col in ("symbol", "model_type", "version_id", "composite_score", "trained_at"):
         table.add_column(col)
     for symbol, model_type, version_id, score, trained_at in rows:
-        table.add_row(symbol, model_type, version_id, f"{score:.4f}", f"{trained_at:%Y-%m-%d %H:%M:%S}")
+        table.add_row(
+            symbol, model_type, version_id, f"{score:.4f}", f"{trained_at:%Y-%m-%d %H:%M:%S}"
+        )
     _console().print(table)
 
 
@@ -330,16 +344,26 @@ def demo(
     with connect(dsn) as conn:
         for name in names:
             report = copy_ohlcv(
-                conn, market.candles(name, days * 24), exchange="synthetic", symbol=name,
-                timeframe="1h", source=f"synthetic {name}",
+                conn,
+                market.candles(name, days * 24),
+                exchange="synthetic",
+                symbol=name,
+                timeframe="1h",
+                source=f"synthetic {name}",
             )
             console.print(f"{name}: {report.added} candles added, {report.unchanged} unchanged")
     _run_retrain(
-        settings, symbols=names, exchange="synthetic", timeframe="1h",
-        model_types=settings.model_types, lookback_days=min(settings.lookback_days, days - 1),
+        settings,
+        symbols=names,
+        exchange="synthetic",
+        timeframe="1h",
+        model_types=settings.model_types,
+        lookback_days=min(settings.lookback_days, days - 1),
     )
     _print_best_models(dsn)
-    run_dbt(["docs", "generate"], dsn=dsn, project_dir=settings.dbt_dir, state_dir=settings.home / "dbt")
+    run_dbt(
+        ["docs", "generate"], dsn=dsn, project_dir=settings.dbt_dir, state_dir=settings.home / "dbt"
+    )
     docs = settings.home / "dbt" / "target" / "index.html"
     console.print(f"dbt docs: {docs}  (serve with: brain dbt docs serve --port 8080)")
     console.print(
@@ -361,8 +385,14 @@ def dbt_passthrough(ctx: typer.Context) -> None:
 
     settings = _settings()
     dsn = _prepare(settings)
-    result = run_dbt(list(ctx.args), dsn=dsn, project_dir=settings.dbt_dir,
-                     state_dir=settings.home / "dbt", check=False, timeout=24 * 3600)
+    result = run_dbt(
+        list(ctx.args),
+        dsn=dsn,
+        project_dir=settings.dbt_dir,
+        state_dir=settings.home / "dbt",
+        check=False,
+        timeout=24 * 3600,
+    )
     typer.echo(result.output.rstrip())
     if not result.ok:
         raise typer.Exit(result.returncode)

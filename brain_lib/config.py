@@ -34,7 +34,9 @@ class Settings(BaseSettings):
         env_prefix="BRAIN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    home: Path = Field(default_factory=default_home, description="Data folder of the embedded default.")
+    home: Path = Field(
+        default_factory=default_home, description="Data folder of the embedded default."
+    )
     database_url: SecretStr | None = Field(
         default=None,
         description="PostgreSQL URL. When set, it is used and no embedded warehouse starts.",

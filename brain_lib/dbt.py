@@ -61,6 +61,25 @@ def dbt_env(dsn: str, state_dir: Path) -> dict[str, str]:
     return env
 
 
+_FAILURE_MARKERS = ("ERROR", "FAIL ", "Error", "error:")
+
+
+def _failure_detail(output: str, keep: int = 6) -> str:
+    """The lines of dbt's output that say what failed, each with the line after it
+    (dbt prints a compile or database error's explanation on the next line)."""
+    lines = [line.strip() for line in output.splitlines()]
+    picked: list[str] = []
+    for i, line in enumerate(lines):
+        if "Done. PASS=" in line or not any(marker in line for marker in _FAILURE_MARKERS):
+            continue
+        for candidate in (line, lines[i + 1] if i + 1 < len(lines) else ""):
+            if candidate and candidate not in picked:
+                picked.append(candidate)
+    if not picked:
+        picked = [line for line in lines if line][-3:]
+    return "; ".join(picked[-keep:])
+
+
 def run_dbt(
     args: list[str],
     *,
@@ -96,13 +115,9 @@ def run_dbt(
     output = (proc.stdout or "") + (proc.stderr or "")
     result = DbtResult(tuple(args), proc.returncode, output)
     if check and not result.ok:
-        failures = [
-            line.strip()
-            for line in output.splitlines()
-            if any(k in line for k in ("ERROR", "FAIL ", "Error", "error:"))
-        ]
-        detail = "; ".join(failures[-5:]) or output.strip().splitlines()[-1:]
-        raise WarehouseError(f"dbt {' '.join(args)} failed (exit {proc.returncode}): {detail}")
+        raise WarehouseError(
+            f"dbt {' '.join(args)} failed (exit {proc.returncode}): {_failure_detail(output)}"
+        )
     return result
 
 
@@ -120,5 +135,10 @@ def ensure_raw_schema(dsn: str, *, project_dir: Path, state_dir: Path) -> bool:
     with connect(dsn, autocommit=True) as conn:
         if all(table_exists(conn, name) for name in RAW_TABLES):
             return False
-    run_dbt(["run-operation", "create_raw_tables"], dsn=dsn, project_dir=project_dir, state_dir=state_dir)
+    run_dbt(
+        ["run-operation", "create_raw_tables"],
+        dsn=dsn,
+        project_dir=project_dir,
+        state_dir=state_dir,
+    )
     return True

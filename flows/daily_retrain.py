@@ -45,7 +45,7 @@ def _first_failure(futures: list[PrefectFuture[Any]]) -> str:
                 state.result(raise_on_failure=True)
             except Exception as exc:
                 return f"{type(exc).__name__}: {exc}"
-            return state.message or state.name
+            return state.message or state.name or "failed"
     return "did not complete"
 
 
@@ -90,8 +90,8 @@ def daily_retrain(
     }
     settings = Settings(**overrides)
     raise_for_empty(settings.symbols)
-    ctx = get_run_context()
-    run_id = str(ctx.flow_run.id) if getattr(ctx, "flow_run", None) else None
+    flow_run = getattr(get_run_context(), "flow_run", None)
+    run_id = str(flow_run.id) if flow_run is not None else None
 
     dsn = prepare_warehouse(settings)
     pairs = list(product(settings.symbols, settings.model_types))
@@ -154,7 +154,11 @@ def daily_retrain(
         if r["status"] == "ok":
             logger.info(
                 "%s %s: version %s sharpe=%s calmar=%s",
-                r["symbol"], r["model_type"], r["version_id"], r["sharpe"], r["calmar"],
+                r["symbol"],
+                r["model_type"],
+                r["version_id"],
+                r["sharpe"],
+                r["calmar"],
             )
         else:
             logger.error("%s %s failed: %s", r["symbol"], r["model_type"], r["error"])

@@ -23,7 +23,7 @@ from brain_lib.errors import DataError, WarehouseUnavailableError
 from brain_lib.models import Model
 from brain_lib.registry import register_version
 
-IO_RETRY_DELAYS = [2, 5, 15]
+IO_RETRY_DELAYS: list[float] = [2, 5, 15]
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -65,7 +65,8 @@ def load_candles(
     with warehouse.connect(dsn) as conn:
         if end is None:
             row = conn.execute(
-                "select max(ts) from raw.ohlcv where exchange = %s and symbol = %s and timeframe = %s",
+                "select max(ts) from raw.ohlcv "
+                "where exchange = %s and symbol = %s and timeframe = %s",
                 (exchange, symbol, timeframe),
             ).fetchone()
             last = row[0] if row else None
@@ -81,13 +82,17 @@ def load_candles(
 
 
 @task(cache_policy=NO_CACHE)
-def build_training_set(candles: pd.DataFrame, config: training.TrainingConfig) -> tuple[pd.DataFrame, pd.Series]:
+def build_training_set(
+    candles: pd.DataFrame, config: training.TrainingConfig
+) -> tuple[pd.DataFrame, pd.Series]:
     """Features and labels, warm-up and unlabeled rows removed."""
     return training.build_dataset(candles, config.label_horizon)
 
 
 @task(cache_policy=NO_CACHE)
-def walk_forward(dataset: tuple[pd.DataFrame, pd.Series], config: training.TrainingConfig) -> tuple[pd.Series, list[dict[str, Any]]]:
+def walk_forward(
+    dataset: tuple[pd.DataFrame, pd.Series], config: training.TrainingConfig
+) -> tuple[pd.Series, list[dict[str, Any]]]:
     """Purged, embargoed walk-forward: out-of-sample predictions per test fold."""
     X, y = dataset
     return training.walk_forward_predictions(X, y, config)
@@ -95,14 +100,18 @@ def walk_forward(dataset: tuple[pd.DataFrame, pd.Series], config: training.Train
 
 @task(cache_policy=NO_CACHE)
 def backtest_and_score(
-    oos: tuple[pd.Series, list[dict[str, Any]]], candles: pd.DataFrame, config: training.TrainingConfig
+    oos: tuple[pd.Series, list[dict[str, Any]]],
+    candles: pd.DataFrame,
+    config: training.TrainingConfig,
 ) -> tuple[BacktestResult, dict[str, float]]:
     """Trade the out-of-sample predictions with fees; compute the metrics."""
     return training.evaluate_predictions(oos[0], candles, config)
 
 
 @task(cache_policy=NO_CACHE)
-def fit_final_model(dataset: tuple[pd.DataFrame, pd.Series], config: training.TrainingConfig) -> Model:
+def fit_final_model(
+    dataset: tuple[pd.DataFrame, pd.Series], config: training.TrainingConfig
+) -> Model:
     """Refit on the whole window: the model the version stores."""
     X, y = dataset
     return training.fit_final(X, y, config)

@@ -46,7 +46,9 @@ def test_a_position_never_sees_the_return_it_earns() -> None:
     shocked_pred = shocked_close.pct_change().fillna(0.0)
     shocked = run_backtest(shocked_pred.iloc[:-1], shocked_close, fee_bps=5.0).frame
     # positions held over bars up to and including 150 were decided at bars <= 149
-    pd.testing.assert_series_equal(base["position"].loc[: _index(200)[150]], shocked["position"].loc[: _index(200)[150]])
+    pd.testing.assert_series_equal(
+        base["position"].loc[: _index(200)[150]], shocked["position"].loc[: _index(200)[150]]
+    )
 
 
 def test_threshold_and_nan_give_flat() -> None:

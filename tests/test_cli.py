@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from brain_lib.market import generate_candles
@@ -17,8 +16,12 @@ from brain_lib.warehouse import connect
 BRAIN = str(Path(sys.executable).with_name("brain"))
 
 
-def brain(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([BRAIN, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+def brain(
+    *args: str, env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BRAIN, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.fixture
@@ -48,8 +51,15 @@ def test_help_is_instant(env: dict[str, str]) -> None:
     # generous bound for a loaded 2-core machine; the real check is below
     assert elapsed < 5
     check = subprocess.run(
-        [sys.executable, "-c", "import sys, brain_lib.cli; print(sorted(m for m in ('pandas','lightgbm','prefect','dbt','psycopg') if m in sys.modules))"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, brain_lib.cli; heavy = ('pandas','lightgbm','prefect','dbt','psycopg');"
+            "print(sorted(m for m in heavy if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert check.stdout.strip() == "[]"  # nothing heavy is imported to show help
 
@@ -78,14 +88,20 @@ def test_ingest_then_train_unknown_symbol(env: dict[str, str], pg_dsn: str, tmp_
     candles = generate_candles("ADA/USDT", 300, seed=3).drop(columns="regime")
     csv = tmp_path / "ada.csv"
     candles.assign(ts=candles["ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(csv, index=False)
-    first = brain("ingest", "ohlcv", str(csv), "--exchange", "mine", "--symbol", "ADA/USDT", env=env)
+    first = brain(
+        "ingest", "ohlcv", str(csv), "--exchange", "mine", "--symbol", "ADA/USDT", env=env
+    )
     assert first.returncode == 0, first.stderr
     assert "300 rows added, 0 unchanged" in first.stdout
     # parquet with epoch milliseconds, overlapping the CSV by 200 rows
     more = generate_candles("ADA/USDT", 500, seed=3).drop(columns="regime")
     parquet = tmp_path / "ada.parquet"
-    more.assign(ts=more["ts"].astype("int64") // 10**6).rename(columns={"ts": "timestamp"}).iloc[100:].to_parquet(parquet)
-    second = brain("ingest", "ohlcv", str(parquet), "--exchange", "mine", "--symbol", "ADA/USDT", env=env)
+    more.assign(ts=more["ts"].astype("int64") // 10**6).rename(columns={"ts": "timestamp"}).iloc[
+        100:
+    ].to_parquet(parquet)
+    second = brain(
+        "ingest", "ohlcv", str(parquet), "--exchange", "mine", "--symbol", "ADA/USDT", env=env
+    )
     assert second.returncode == 0, second.stderr
     assert "200 rows added, 200 unchanged" in second.stdout
     with connect(pg_dsn) as conn:
@@ -101,13 +117,26 @@ def test_ingest_then_train_unknown_symbol(env: dict[str, str], pg_dsn: str, tmp_
 def test_malformed_file_writes_nothing(env: dict[str, str], pg_dsn: str, tmp_path: Path) -> None:
     env["BRAIN_DATABASE_URL"] = pg_dsn
     bad = tmp_path / "bad.csv"
-    bad.write_text("ts,open,high,low,close,volume\n2025-01-01T00:00Z,1,2,0.5,1.5,10\n2025-01-01T01:00Z,1,2,0.5,oops,10\n")
+    bad.write_text(
+        "ts,open,high,low,close,volume\n2025-01-01T00:00Z,1,2,0.5,1.5,10\n2025-01-01T01:00Z,1,2,0.5,oops,10\n"
+    )
     proc = brain("ingest", "ohlcv", str(bad), "--exchange", "bad", "--symbol", "X/USDT", env=env)
     _one_line_error(proc, "bad.csv: row 2: column close is not a number ('oops')")
-    missing = brain("ingest", "ohlcv", str(tmp_path / "nope.csv"), "--exchange", "bad", "--symbol", "X/USDT", env=env)
+    missing = brain(
+        "ingest",
+        "ohlcv",
+        str(tmp_path / "nope.csv"),
+        "--exchange",
+        "bad",
+        "--symbol",
+        "X/USDT",
+        env=env,
+    )
     _one_line_error(missing, "no such file")
     with connect(pg_dsn) as conn:
-        assert conn.execute("select count(*) from raw.ohlcv where exchange = 'bad'").fetchone() == (0,)
+        assert conn.execute("select count(*) from raw.ohlcv where exchange = 'bad'").fetchone() == (
+            0,
+        )
 
 
 def test_db_lifecycle(env: dict[str, str]) -> None:

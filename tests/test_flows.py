@@ -14,6 +14,8 @@ from brain_lib.warehouse import connect, copy_ohlcv
 REPO = Path(__file__).resolve().parent.parent
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
@@ -33,7 +35,13 @@ def retrain_env(
     market = SyntheticMarket(seed=11, autocorr=-0.1)
     with connect(pg_dsn) as conn:
         for symbol in SYMBOLS:
-            copy_ohlcv(conn, market.candles(symbol, 90 * 24), exchange="synthetic", symbol=symbol, timeframe="1h")
+            copy_ohlcv(
+                conn,
+                market.candles(symbol, 90 * 24),
+                exchange="synthetic",
+                symbol=symbol,
+                timeframe="1h",
+            )
     mp = pytest.MonkeyPatch()
     mp.setenv("BRAIN_DATABASE_URL", pg_dsn)
     mp.setenv("BRAIN_HOME", str(home))
@@ -43,7 +51,9 @@ def retrain_env(
     mp.undo()
 
 
-def test_daily_retrain_trains_every_symbol_and_builds_marts(prefect_harness: None, retrain_env: tuple[str, Path]) -> None:
+def test_daily_retrain_trains_every_symbol_and_builds_marts(
+    prefect_harness: None, retrain_env: tuple[str, Path]
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.utilities.asyncutils import run_coro_as_sync
 
@@ -61,11 +71,15 @@ def test_daily_retrain_trains_every_symbol_and_builds_marts(prefect_harness: Non
 
     with connect(dsn) as conn:
         versions = conn.execute(
-            "select version_id, symbol, run_id, manifest->'walk_forward'->>'n_splits' from raw.model_versions order by symbol"
+            "select version_id, symbol, run_id, manifest->'walk_forward'->>'n_splits' "
+            "from raw.model_versions order by symbol"
         ).fetchall()
-        metrics = conn.execute("select count(distinct version_id) from raw.model_metrics").fetchone()
+        metrics = conn.execute(
+            "select count(distinct version_id) from raw.model_metrics"
+        ).fetchone()
         best = conn.execute(
-            "select symbol, version_id, composite_score from marts.best_model_per_symbol order by symbol"
+            "select symbol, version_id, composite_score "
+            "from marts.best_model_per_symbol order by symbol"
         ).fetchall()
     assert [v[1] for v in versions] == SYMBOLS
     assert all(v[2] == str(state.state_details.flow_run_id) for v in versions)
@@ -80,14 +94,20 @@ def test_daily_retrain_trains_every_symbol_and_builds_marts(prefect_harness: Non
         async with get_client() as client:
             from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["daily-retrain-metrics"])))
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["daily-retrain-metrics"])
+                )
+            )
             return found[0] if found else None
 
     table = run_coro_as_sync(artifact())
     assert table is not None and "BTC/USDT" in str(table.data)
 
 
-def test_a_failing_symbol_does_not_sink_the_others(prefect_harness: None, retrain_env: tuple[str, Path]) -> None:
+def test_a_failing_symbol_does_not_sink_the_others(
+    prefect_harness: None, retrain_env: tuple[str, Path]
+) -> None:
     from flows.daily_retrain import daily_retrain
     from flows.runner import run_flow
 

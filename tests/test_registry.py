@@ -54,17 +54,26 @@ def test_register_writes_artifact_manifest_version_and_metrics(
 
     with connect(warehouse_dsn) as conn:
         version = conn.execute(
-            "select symbol, model_type, run_id, artifact_sha256, n_rows, manifest->'dataset'->>'fingerprint_sha256' "
+            "select symbol, model_type, run_id, artifact_sha256, n_rows, "
+            "manifest->'dataset'->>'fingerprint_sha256' "
             "from raw.model_versions where version_id = %s",
             (stored.version_id,),
         ).fetchone()
         metrics = dict(
             conn.execute(
-                "select metric, value from raw.model_metrics where version_id = %s and scope = 'oos'",
+                "select metric, value from raw.model_metrics "
+                "where version_id = %s and scope = 'oos'",
                 (stored.version_id,),
             ).fetchall()
         )
-    assert version == ("SOL/USDT", "lightgbm", "run-1", stored.artifact_sha256, result.n_rows, result.fingerprint)
+    assert version == (
+        "SOL/USDT",
+        "lightgbm",
+        "run-1",
+        stored.artifact_sha256,
+        result.n_rows,
+        result.fingerprint,
+    )
     for name in ("sharpe", "sortino", "hit_ratio", "profit_factor", "max_drawdown", "calmar"):
         expected = result.metrics[name]
         if math.isnan(expected):
@@ -76,7 +85,10 @@ def test_register_writes_artifact_manifest_version_and_metrics(
 def test_failure_between_version_and_metrics_leaves_nothing(
     warehouse_dsn: str, result: TrainingResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    versions, metrics = _rows(warehouse_dsn, "model_versions"), _rows(warehouse_dsn, "model_metrics")
+    versions, metrics = (
+        _rows(warehouse_dsn, "model_versions"),
+        _rows(warehouse_dsn, "model_metrics"),
+    )
 
     def broken(cur, result, version_id):  # type: ignore[no-untyped-def]
         # the version row is written by now; fail the way a lost connection would
@@ -99,7 +111,8 @@ def test_nan_metric_is_stored_as_null_and_infinity_kept(
         stored = register_version(conn, result, artifact_root=str(tmp_path))
         values = dict(
             conn.execute(
-                "select metric, value from raw.model_metrics where version_id = %s", (stored.version_id,)
+                "select metric, value from raw.model_metrics where version_id = %s",
+                (stored.version_id,),
             ).fetchall()
         )
     assert values["sharpe"] is None

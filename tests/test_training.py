@@ -26,10 +26,14 @@ def _candles(seed: int, periods: int = 2400, autocorr: float = 0.0) -> pd.DataFr
     return frame.set_index("ts").drop(columns="regime")
 
 
-def _oos_sharpes(seeds: range, leak: bool = False, monkeypatch: pytest.MonkeyPatch | None = None) -> np.ndarray:
+def _oos_sharpes(
+    seeds: range, leak: bool = False, monkeypatch: pytest.MonkeyPatch | None = None
+) -> np.ndarray:
     return np.array(
         [
-            train_symbol(_candles(seed), exchange="x", symbol="RW/USDT", config=FAST).metrics["sharpe"]
+            train_symbol(_candles(seed), exchange="x", symbol="RW/USDT", config=FAST).metrics[
+                "sharpe"
+            ]
             for seed in seeds
         ]
     )
@@ -64,7 +68,9 @@ def test_a_planted_leak_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_mean_reversion_is_found() -> None:
     """A market with real (negative) autocorrelation gives a positive gross Sharpe."""
-    result = train_symbol(_candles(1, 4000, autocorr=-0.15), exchange="x", symbol="MR/USDT", config=FAST)
+    result = train_symbol(
+        _candles(1, 4000, autocorr=-0.15), exchange="x", symbol="MR/USDT", config=FAST
+    )
     assert result.metrics["sharpe"] > 2
 
 
@@ -111,7 +117,9 @@ def test_each_fold_model_never_saw_its_test_rows(monkeypatch: pytest.MonkeyPatch
     config = TrainingConfig(**{**FAST.__dict__, "label_horizon": 3})
     train_symbol(_candles(9, 1500), exchange="x", symbol="RW/USDT", config=config)
     bar = pd.Timedelta(hours=1)
-    for train_index, test_index in zip(seen[:-1], predicted, strict=True):  # last fit is the final refit
+    for train_index, test_index in zip(
+        seen[:-1], predicted, strict=True
+    ):  # last fit is the final refit
         # label of row t covers (t, t+3]; it must end before the test fold and the embargo
         assert train_index.max() + 3 * bar < test_index.min() - config.embargo * bar
 

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
 from brain_lib.config import Settings
 from brain_lib.errors import ConfigError, DataError, UnknownSymbolError, WarehouseUnavailableError
 from brain_lib.market import generate_candles
-from brain_lib.warehouse import EmbeddedWarehouse, connect, copy_ohlcv, load_ohlcv, parse_dsn, resolve_dsn
+from brain_lib.warehouse import (
+    EmbeddedWarehouse,
+    connect,
+    copy_ohlcv,
+    load_ohlcv,
+    parse_dsn,
+    resolve_dsn,
+)
 
 
 def _count(dsn: str) -> int:
@@ -39,8 +48,12 @@ def test_copy_is_idempotent_and_round_trips(warehouse_dsn: str) -> None:
 def test_load_window_is_half_open(warehouse_dsn: str) -> None:
     with connect(warehouse_dsn) as conn:
         frame = load_ohlcv(
-            conn, exchange="ex", symbol="BTC/USDT", timeframe="1h",
-            start=pd.Timestamp("2025-01-01T10:00Z"), end=pd.Timestamp("2025-01-01T20:00Z"),
+            conn,
+            exchange="ex",
+            symbol="BTC/USDT",
+            timeframe="1h",
+            start=pd.Timestamp("2025-01-01T10:00Z"),
+            end=pd.Timestamp("2025-01-01T20:00Z"),
         )
     assert len(frame) == 10
     assert frame.index[0] == pd.Timestamp("2025-01-01T10:00Z")
@@ -53,8 +66,12 @@ def test_unknown_symbol_and_empty_range_are_named(warehouse_dsn: str) -> None:
             load_ohlcv(conn, exchange="ex", symbol="DOGE/USDT", timeframe="1h")
         with pytest.raises(DataError, match="no 1h candles for BTC/USDT"):
             load_ohlcv(
-                conn, exchange="ex", symbol="BTC/USDT", timeframe="1h",
-                start=pd.Timestamp("2030-01-01T00:00Z"), end=pd.Timestamp("2030-02-01T00:00Z"),
+                conn,
+                exchange="ex",
+                symbol="BTC/USDT",
+                timeframe="1h",
+                start=pd.Timestamp("2030-01-01T00:00Z"),
+                end=pd.Timestamp("2030-02-01T00:00Z"),
             )
 
 
@@ -62,9 +79,18 @@ def test_unknown_symbol_and_empty_range_are_named(warehouse_dsn: str) -> None:
     ("mutate", "message"),
     [
         (lambda f: f.drop(columns="volume"), "missing column"),
-        (lambda f: f.assign(close=f["close"].astype(object).where(f.index != 7, "abc")), "row 8: column close is not a number"),
-        (lambda f: f.assign(high=f["high"].where(f.index != 3, None)), "row 4: empty value in high"),
-        (lambda f: f.assign(ts=f["ts"].where(f.index != 5, f["ts"].iloc[4])), "row 6: duplicate timestamp"),
+        (
+            lambda f: f.assign(close=f["close"].astype(object).where(f.index != 7, "abc")),
+            "row 8: column close is not a number",
+        ),
+        (
+            lambda f: f.assign(high=f["high"].where(f.index != 3, None)),
+            "row 4: empty value in high",
+        ),
+        (
+            lambda f: f.assign(ts=f["ts"].where(f.index != 5, f["ts"].iloc[4])),
+            "row 6: duplicate timestamp",
+        ),
     ],
 )
 def test_malformed_candles_write_nothing(warehouse_dsn: str, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -90,9 +116,14 @@ def test_malformed_urls_are_named(url: str, message: str) -> None:
 
 
 def test_unreachable_warehouse_is_one_clear_error() -> None:
-    with pytest.raises(WarehouseUnavailableError, match="cannot reach the warehouse at postgresql://u@127.0.0.1:1/db"):
-        with connect("postgresql://u:secret@127.0.0.1:1/db", timeout=2):
-            pass
+    with (
+        pytest.raises(
+            WarehouseUnavailableError,
+            match=re.escape("cannot reach the warehouse at postgresql://u@127.0.0.1:1/db"),
+        ),
+        connect("postgresql://u:secret@127.0.0.1:1/db", timeout=2),
+    ):
+        pass
 
 
 def test_database_url_setting_wins_over_embedded(tmp_path) -> None:  # type: ignore[no-untyped-def]

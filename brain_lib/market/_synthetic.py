@@ -156,9 +156,7 @@ def generate_candles(
     high = np.maximum(open_, close) * np.exp(wick_hi)
     low = np.minimum(open_, close) * np.exp(-wick_lo)
     notional = 5e6 if base in ("BTC", "ETH") else 1e6
-    volume = (notional / close) * np.exp(
-        0.4 * z * 0.5 + 25.0 * np.abs(log_ret) + 0.5 * regimes
-    )
+    volume = (notional / close) * np.exp(0.4 * z * 0.5 + 25.0 * np.abs(log_ret) + 0.5 * regimes)
 
     ts = pd.Timestamp(start)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")

@@ -35,7 +35,8 @@ class LightGBMModel:
     """Gradient-boosted trees (LightGBM) predicting the forward return.
 
     Uses LightGBM's native ``lightgbm.train`` (its parameter names; ``num_boost_round``
-    is the number of trees). The fitted booster is saved with ``Booster.save_model`` (plain text, loaded with
+    is the number of trees). The fitted booster is saved with ``Booster.save_model``
+    (plain text, loaded with
     ``lightgbm.Booster(model_file=...)``) — no pickle.
     """
 
@@ -63,8 +64,10 @@ class LightGBMModel:
         params = dict(self._params)
         rounds = int(params.pop("num_boost_round"))
         data = lgb.Dataset(
-            X.to_numpy(dtype=float), label=y.to_numpy(dtype=float),
-            feature_name=list(X.columns), free_raw_data=True,
+            X.to_numpy(dtype=float),
+            label=y.to_numpy(dtype=float),
+            feature_name=list(X.columns),
+            free_raw_data=True,
         )
         self._booster = lgb.train(params, data, num_boost_round=rounds)
         self.feature_names = list(X.columns)

@@ -1,0 +1,39 @@
+# Brain: the two commands a new machine needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint unit bench clean-venv
+
+# (Re)create the environment when it is missing or pyproject.toml changed.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: start the embedded warehouse, load demo data, run daily-retrain, show the best models
+demo: $(STAMP)
+	$(BIN)/brain demo
+
+## test: lint, type-check and run the whole test suite (what CI runs)
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check brain_lib flows tests bench
+	$(BIN)/ruff format --check brain_lib flows tests bench
+	$(BIN)/mypy
+
+## unit: the fast tests only (no Prefect server, no demo)
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_copy.py
+	$(BIN)/python bench/bench_retrain.py
+
+clean-venv:
+	rm -rf $(VENV)
