@@ -31,15 +31,21 @@ async def _drain() -> None:
             continue
 
 
+def _unsettled(state: Any) -> bool:
+    """Not final yet. ``NotReady`` (a PENDING state whose upstream failed) never moves
+    on, so it counts as settled."""
+    return state is None or (not state.is_final() and state.name != "NotReady")
+
+
 def unsettled_task_runs(flow_run_id: Any) -> int:
-    """How many task runs of a flow run are not in a final state."""
+    """How many task runs of a flow run have not reached a state they will keep."""
 
     async def count() -> int:
         async with get_client() as client:
             runs = await client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
             )
-        return sum(1 for run in runs if run.state is None or not run.state.is_final())
+        return sum(1 for run in runs if _unsettled(run.state))
 
     return run_coro_as_sync(count()) or 0
 

@@ -1,0 +1,248 @@
+"""Benchmark: loading candles into ``raw.ohlcv`` with Brain's COPY path vs ``DataFrame.to_sql``.
+
+What is measured (wall-clock, ``time.perf_counter``), on a throwaway embedded PostgreSQL
+started in a temporary folder (stopped and removed at the end):
+
+1. ``copy fresh``: ``brain_lib.warehouse.copy_ohlcv`` loads ``--rows`` candles (default
+   1,000,000: ``--hours`` hourly bars per symbol from ``generate_candles``, as many
+   symbols as needed) into an empty ``raw.ohlcv``, one call per symbol, all in one
+   transaction (as ``brain demo`` does). Each call validates the frame, binary-COPYs it
+   into a temporary table and inserts with ``ON CONFLICT DO NOTHING``. The time includes
+   the validation and the commit.
+2. ``copy again``: the same rows once more; every row already exists, so nothing is
+   added (the idempotent path a re-run of a loader takes).
+3. ``to_sql``: the obvious alternative, ``pandas.DataFrame.to_sql`` through SQLAlchemy
+   (``postgresql+psycopg://``) with ``if_exists="append"``, ``chunksize=10_000`` and the
+   default ``method``, into ``public.bench_to_sql`` (``like raw.ohlcv including all``,
+   so the same primary key and default), emptied before each repeat. It gets one frame
+   that already carries exchange/symbol/timeframe columns (building it is not timed).
+
+Candle generation, truncation between repeats and the row-count checks are not timed.
+Copy runs are repeated ``--repeats`` times (``raw.ohlcv`` truncated before each fresh
+load), ``to_sql`` ``--to-sql-repeats`` times (it is slow); medians are reported.
+
+Reading the output: one line per measurement with the median seconds and rows/s, then
+``to_sql / copy`` = median to_sql seconds / median fresh-copy seconds; the target is
+at least 10x. The run ends with the row counts it verified (``--rows`` rows in
+``raw.ohlcv`` and in ``bench_to_sql``, 0 rows added by the second COPY) and exits 1
+when a count is wrong.
+
+Run from the repository root::
+
+    .venv/bin/python bench/bench_copy.py                 # 1 M rows
+    .venv/bin/python bench/bench_copy.py --rows 200000   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from brain_lib.dbt import ensure_raw_schema
+from brain_lib.market import generate_candles
+from brain_lib.warehouse import EmbeddedWarehouse, LoadReport, connect, copy_ohlcv
+
+REPO = Path(__file__).resolve().parent.parent
+EXCHANGE = "bench"
+TIMEFRAME = "1h"
+TO_SQL_TABLE = "bench_to_sql"
+TARGET_RATIO = 10.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="candles to load")
+    parser.add_argument(
+        "--hours", type=int, default=8760, help="hourly bars per symbol (the last one is cut)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of both COPY loads")
+    parser.add_argument("--to-sql-repeats", type=int, default=1, help="repeats of to_sql")
+    parser.add_argument("--chunksize", type=int, default=10_000, help="to_sql chunksize")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic candles")
+    args = parser.parse_args(argv)
+    for name in ("rows", "hours", "repeats", "to_sql_repeats", "chunksize"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    return args
+
+
+def make_candles(rows: int, hours: int, seed: int) -> dict[str, pd.DataFrame]:
+    """``rows`` candles in total: ``hours`` bars for each of ceil(rows / hours) symbols."""
+    n_symbols = math.ceil(rows / hours)
+    out: dict[str, pd.DataFrame] = {}
+    for i in range(n_symbols):
+        symbol = f"S{i:04d}/USDT"
+        periods = min(hours, rows - i * hours)
+        frame = generate_candles(symbol, periods, seed=seed, timeframe=TIMEFRAME)
+        out[symbol] = frame.drop(columns=["regime"])
+    return out
+
+
+def to_sql_frame(candles: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """All candles in one frame with the key columns of ``raw.ohlcv`` (for to_sql)."""
+    parts = [
+        frame.assign(exchange=EXCHANGE, symbol=symbol, timeframe=TIMEFRAME)
+        for symbol, frame in candles.items()
+    ]
+    cols = ["exchange", "symbol", "timeframe", "ts", "open", "high", "low", "close", "volume"]
+    return pd.concat(parts, ignore_index=True).loc[:, cols]
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """``postgresql://...`` (libpq URL, unix socket in ``?host=``) to SQLAlchemy's psycopg 3."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
+        raise ValueError(f"not a PostgreSQL URL: {dsn!r}")
+    return f"postgresql+psycopg://{rest}"
+
+
+def count_rows(dsn: str, table: str) -> int:
+    with connect(dsn, autocommit=True) as conn:
+        row = conn.execute(f"select count(*) from {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def truncate(dsn: str, table: str) -> None:
+    with connect(dsn, autocommit=True) as conn:
+        conn.execute(f"truncate {table}")
+        conn.execute(f"vacuum analyze {table}")
+        conn.execute("checkpoint")
+
+
+def time_copy(dsn: str, candles: dict[str, pd.DataFrame]) -> tuple[float, LoadReport]:
+    """Seconds for loading every symbol with ``copy_ohlcv`` in one transaction."""
+    added = unchanged = 0
+    start = time.perf_counter()
+    with connect(dsn) as conn:
+        for symbol, frame in candles.items():
+            report = copy_ohlcv(conn, frame, exchange=EXCHANGE, symbol=symbol, timeframe=TIMEFRAME)
+            added += report.added
+            unchanged += report.unchanged
+    return time.perf_counter() - start, LoadReport(added=added, unchanged=unchanged)
+
+
+def time_to_sql(url: str, frame: pd.DataFrame, chunksize: int) -> float:
+    """Seconds for ``frame.to_sql`` (append, default method) into the bench table."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:  # open the pool's connection before timing
+            conn.exec_driver_sql("select 1")
+        start = time.perf_counter()
+        frame.to_sql(
+            TO_SQL_TABLE,
+            engine,
+            schema="public",
+            if_exists="append",
+            index=False,
+            chunksize=chunksize,
+        )
+        return time.perf_counter() - start
+    finally:
+        engine.dispose()
+
+
+def fmt_line(label: str, times: list[float], rows: int) -> str:
+    med = statistics.median(times)
+    each = ", ".join(f"{t:.2f}" for t in times)
+    return f"{label:<26} {med:8.2f} s  {rows / med:>12,.0f} rows/s   (runs: {each})"
+
+
+def run(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    candles = make_candles(args.rows, args.hours, args.seed)
+    n_rows = sum(len(f) for f in candles.values())
+    big = to_sql_frame(candles)
+    print(
+        f"generated {n_rows:,} candles ({len(candles)} symbols x up to {args.hours} bars) "
+        f"in {time.perf_counter() - t0:.1f} s (not timed)"
+    )
+
+    tmp = Path(tempfile.mkdtemp(prefix="brain-bench-copy-"))
+    warehouse = EmbeddedWarehouse(tmp)
+    failures: list[str] = []
+    try:
+        dsn = warehouse.start()
+        ensure_raw_schema(dsn, project_dir=REPO / "dbt_brain", state_dir=tmp / "dbt")
+        with connect(dsn, autocommit=True) as conn:
+            conn.execute(f"create table public.{TO_SQL_TABLE} (like raw.ohlcv including all)")
+        version = ""
+        with connect(dsn, autocommit=True) as conn:
+            row = conn.execute("show server_version").fetchone()
+            version = str(row[0]) if row else "?"
+        print(f"embedded PostgreSQL {version} in {tmp}")
+
+        fresh: list[float] = []
+        again: list[float] = []
+        again_added: list[int] = []
+        for i in range(args.repeats):
+            truncate(dsn, "raw.ohlcv")
+            seconds, report = time_copy(dsn, candles)
+            fresh.append(seconds)
+            if report.added != n_rows:
+                failures.append(f"copy fresh #{i + 1} added {report.added:,}, not {n_rows:,}")
+            seconds, report = time_copy(dsn, candles)
+            again.append(seconds)
+            again_added.append(report.added)
+            if report.added != 0 or report.unchanged != n_rows:
+                failures.append(
+                    f"copy again #{i + 1} added {report.added:,} (expected 0), "
+                    f"unchanged {report.unchanged:,}"
+                )
+            print(f"  copy repeat {i + 1}: fresh {fresh[-1]:.2f} s, again {again[-1]:.2f} s")
+
+        url = sqlalchemy_url(dsn)
+        to_sql: list[float] = []
+        for i in range(args.to_sql_repeats):
+            truncate(dsn, f"public.{TO_SQL_TABLE}")
+            to_sql.append(time_to_sql(url, big, args.chunksize))
+            print(f"  to_sql repeat {i + 1}: {to_sql[-1]:.2f} s")
+
+        in_raw = count_rows(dsn, "raw.ohlcv")
+        in_bench = count_rows(dsn, f"public.{TO_SQL_TABLE}")
+        if in_raw != n_rows:
+            failures.append(f"raw.ohlcv holds {in_raw:,} rows, not {n_rows:,}")
+        if in_bench != n_rows:
+            failures.append(f"{TO_SQL_TABLE} holds {in_bench:,} rows, not {n_rows:,}")
+
+        ratio = statistics.median(to_sql) / statistics.median(fresh)
+        ratio_again = statistics.median(to_sql) / statistics.median(again)
+        print()
+        print(f"{'load of ' + format(n_rows, ',') + ' rows':<26} {'median':>10}  {'rate':>17}")
+        print(fmt_line("copy_ohlcv, fresh table", fresh, n_rows))
+        print(fmt_line("copy_ohlcv, all unchanged", again, n_rows))
+        print(fmt_line("DataFrame.to_sql", to_sql, n_rows))
+        verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
+        print(
+            f"to_sql / copy (fresh):     {ratio:6.1f}x  (target >= {TARGET_RATIO:.0f}x: {verdict})"
+        )
+        print(f"to_sql / copy (unchanged): {ratio_again:6.1f}x")
+        print(
+            f"rows: raw.ohlcv {in_raw:,}, {TO_SQL_TABLE} {in_bench:,}, "
+            f"added by the second COPY: {', '.join(f'{n:,}' for n in again_added)}"
+        )
+    finally:
+        try:
+            warehouse.stop()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    for failure in failures:
+        print(f"CHECK FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
