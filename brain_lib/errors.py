@@ -7,10 +7,15 @@ message on one line and exits non-zero, without a traceback.
 from __future__ import annotations
 
 __all__ = [
+    "ArtifactError",
     "BrainError",
     "ConfigError",
     "DataError",
+    "ManifestError",
+    "NoModelError",
+    "RegistryError",
     "UnknownSymbolError",
+    "UnknownVersionError",
     "WarehouseError",
     "WarehouseUnavailableError",
 ]
@@ -38,3 +43,23 @@ class DataError(BrainError):
 
 class UnknownSymbolError(DataError):
     """No candles are stored for the requested exchange, symbol and timeframe."""
+
+
+class RegistryError(BrainError):
+    """A model version, champion or manifest request that cannot be served."""
+
+
+class UnknownVersionError(RegistryError):
+    """No model version has the requested id."""
+
+
+class NoModelError(RegistryError):
+    """A symbol (and model type) has no model version or no champion."""
+
+
+class ArtifactError(RegistryError):
+    """A model artifact is missing, or its sha256 differs from the one recorded."""
+
+
+class ManifestError(RegistryError):
+    """A manifest is malformed or from a newer format than this Brain reads."""

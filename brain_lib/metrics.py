@@ -36,6 +36,7 @@ __all__ = [
     "hit_ratio",
     "max_drawdown",
     "periods_per_year",
+    "probabilistic_sharpe_ratio",
     "profit_factor",
     "sharpe_ratio",
     "sortino_ratio",
@@ -593,4 +594,69 @@ def compute_all(
         "total_return": _total_return(r),
         "n_bars": float(r.size),
         "n_trades_bars": float(has_position.sum()),
+        "psr": _psr(r, 0.0),
     }
+
+
+def _psr(r: FloatArray, benchmark_per_bar: float) -> float:
+    n = r.size
+    if n < 3 or r.max() == r.min():
+        return math.nan
+    with np.errstate(all="ignore"):
+        mean = float(r.mean())
+        std = float(r.std(ddof=1))
+        centred = r - mean
+        m2 = float(np.mean(centred**2))
+        if not (m2 > 0.0 and std > 0.0 and math.isfinite(m2) and math.isfinite(std)):
+            return math.nan  # variance lost to underflow or overflow
+        skew = float(np.mean(centred**3)) / m2**1.5
+        kurt = float(np.mean(centred**4)) / m2**2
+    sr = mean / std
+    variance = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr**2
+    if not (math.isfinite(variance) and variance > 0.0):
+        return math.nan
+    z = (sr - benchmark_per_bar) * math.sqrt(n - 1) / math.sqrt(variance)
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def probabilistic_sharpe_ratio(
+    returns: npt.ArrayLike,
+    benchmark_sharpe: float = 0.0,
+    periods_per_year: float = DEFAULT_PERIODS_PER_YEAR,
+) -> float:
+    r"""Probability that the true Sharpe ratio exceeds ``benchmark_sharpe``
+        (Bailey & López de Prado, 2012).
+
+        Parameters
+        ----------
+        returns : array-like of shape (n_bars,)
+            Simple per-bar returns. NaN entries are dropped; infinite entries raise.
+        benchmark_sharpe : float, default 0.0
+            The annualised Sharpe ratio to beat, :math:`SR^*`; converted per bar as
+            :math:`SR^* / \sqrt{periods}`.
+        periods_per_year : float, default 8760
+            Bars per 365-day year.
+
+        Returns
+        -------
+        float
+            :math:`\Phi\left(rac{(\widehat{SR} - SR^*)\sqrt{n-1}}
+            {\sqrt{1 - \hat\gamma_3 \widehat{SR} + rac{\hat\gamma_4 - 1}{4}\widehat{SR}^2}}
+    ight)`,
+            in [0, 1].
+
+        Notes
+        -----
+        :math:`\widehat{SR}` is the per-bar (not annualised) Sharpe ratio, mean over sample
+        standard deviation; :math:`\hat\gamma_3` the skewness and :math:`\hat\gamma_4` the
+        kurtosis (3 for a normal distribution) from population moments; :math:`\Phi` the
+        standard normal CDF. It tells skill from luck: 0.5 means the track record says
+        nothing, values near 1 that a positive Sharpe is unlikely to be chance.
+
+        Edge cases: fewer than 3 bars or zero variance give NaN; a non-positive variance
+        term (possible for extreme skew) gives NaN.
+    """
+    p = _check_periods(periods_per_year)
+    if not math.isfinite(benchmark_sharpe):
+        raise ValueError("benchmark_sharpe must be finite")
+    return _psr(_clean_returns(returns), benchmark_sharpe / math.sqrt(p))

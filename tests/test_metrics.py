@@ -52,6 +52,7 @@ def test_public_api() -> None:
     assert set(metrics.__all__) == {
         "DEFAULT_PERIODS_PER_YEAR",
         "periods_per_year",
+        "probabilistic_sharpe_ratio",
         "sharpe_ratio",
         "sortino_ratio",
         "max_drawdown",
@@ -425,6 +426,7 @@ KEYS = [
     "total_return",
     "n_bars",
     "n_trades_bars",
+    "psr",
 ]
 
 
@@ -471,6 +473,7 @@ def test_compute_all_matches_functions() -> None:
         "total_return": float(np.prod(1 + r[~np.isnan(r)]) - 1),
         "n_bars": 298.0,
         "n_trades_bars": float(np.count_nonzero(pos[~np.isnan(r)])),
+        "psr": metrics.probabilistic_sharpe_ratio(r),
     }
     assert list(out) == KEYS
     for key in KEYS:
@@ -500,6 +503,7 @@ def test_compute_all_without_positions() -> None:
                 "total_return": 0.0,
                 "n_bars": 0.0,
                 "n_trades_bars": 0.0,
+                "psr": NAN,  # fewer than 3 bars or zero variance
             },
             id="empty",
         ),
@@ -516,6 +520,7 @@ def test_compute_all_without_positions() -> None:
                 "total_return": 0.0,
                 "n_bars": 3.0,
                 "n_trades_bars": 0.0,
+                "psr": NAN,  # fewer than 3 bars or zero variance
             },
             id="all-zero",
         ),
@@ -533,6 +538,7 @@ def test_compute_all_without_positions() -> None:
                 "total_return": 0.0201,
                 "n_bars": 2.0,
                 "n_trades_bars": 2.0,
+                "psr": NAN,  # fewer than 3 bars or zero variance
             },
             id="constant-gain",
         ),
@@ -551,6 +557,7 @@ def test_compute_all_without_positions() -> None:
                 "total_return": -1.0,
                 "n_bars": 2.0,
                 "n_trades_bars": 2.0,
+                "psr": NAN,  # fewer than 3 bars or zero variance
             },
             id="ruin",
         ),
@@ -685,3 +692,45 @@ def test_no_runtime_warnings(returns: list[float]) -> None:
     assert -1.0 <= out["max_drawdown"] <= 0.0
     assert math.isnan(out_pos["hit_ratio"])
     assert out["annualised_return"] >= -1.0
+
+
+# ---------------------------------------------------------------- probabilistic Sharpe
+
+
+def test_psr_hand_computed() -> None:
+    # r = [0.01, -0.02, 0.03, 0.00, 0.02]; mean = 0.008; deviations 0.002, -0.028,
+    # 0.022, -0.008, 0.012; Σd² = 1.48e-3 -> sample std = √(3.7e-4) = 0.019235,
+    # SR = 0.41590. Population moments: m2 = 2.96e-4,
+    # m3 = (8e-9 - 2.1952e-5 + 1.0648e-5 - 5.12e-7 + 1.728e-6) / 5 = -2.016e-6,
+    # m4 = (1.6e-11 + 6.14656e-7 + 2.34256e-7 + 4.096e-9 + 2.0736e-8) / 5 = 1.74752e-7;
+    # skew = -2.016e-6 / 2.96e-4^1.5 = -0.39587, kurtosis = 1.74752e-7 / 2.96e-4² = 1.99452
+    r = np.array([0.01, -0.02, 0.03, 0.0, 0.02])
+    sr = r.mean() / r.std(ddof=1)
+    c = r - r.mean()
+    skew = np.mean(c**3) / np.mean(c**2) ** 1.5
+    kurt = np.mean(c**4) / np.mean(c**2) ** 2
+    assert sr == pytest.approx(0.41590, rel=1e-4)
+    assert skew == pytest.approx(-0.39587, rel=1e-4)
+    assert kurt == pytest.approx(1.99452, rel=1e-4)
+    z = sr * math.sqrt(4) / math.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr**2)
+    expected = 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    assert metrics.probabilistic_sharpe_ratio(r) == pytest.approx(expected, rel=1e-12)
+    assert metrics.compute_all(r)["psr"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_psr_normal_case_and_benchmark() -> None:
+    rng = np.random.default_rng(0)
+    r = rng.normal(0.001, 0.01, 5000)
+    psr = metrics.probabilistic_sharpe_ratio(r)
+    # for near-normal returns PSR is close to Phi(SR * sqrt(n - 1))
+    sr = r.mean() / r.std(ddof=1)
+    approx = 0.5 * (1 + math.erf(sr * math.sqrt(4999) / math.sqrt(2)))
+    assert psr == pytest.approx(approx, abs=0.02)
+    # a higher benchmark is harder to beat
+    assert metrics.probabilistic_sharpe_ratio(r, benchmark_sharpe=5.0) < psr
+    assert metrics.probabilistic_sharpe_ratio(-r) < 0.5 < psr
+
+
+@pytest.mark.parametrize("r", [[], [0.01], [0.01, 0.02], [0.01, 0.01, 0.01, 0.01]])
+def test_psr_edge_cases_are_nan(r: list[float]) -> None:
+    assert math.isnan(metrics.probabilistic_sharpe_ratio(r))

@@ -1,4 +1,4 @@
-"""Registering a version: artifact + manifest, and version + metrics in one transaction."""
+"""Saving a version: native artifact + manifest, and what lands in the warehouse."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from brain_lib import registry
@@ -19,7 +20,7 @@ from brain_lib.warehouse import connect
 CONFIG = TrainingConfig(params={"num_boost_round": 20}, n_splits=3, embargo=6, min_rows=300)
 
 
-def _candles():  # type: ignore[no-untyped-def]
+def _candles() -> pd.DataFrame:
     return generate_candles("SOL/USDT", 1200, seed=4).set_index("ts").drop(columns="regime")
 
 
@@ -30,16 +31,23 @@ def result() -> TrainingResult:
 
 def _rows(dsn: str, table: str) -> int:
     with connect(dsn) as conn:
-        row = conn.execute(f"select count(*) from raw.{table}").fetchone()  # table names are fixed
+        row = conn.execute(f"select count(*) from raw.{table}").fetchone()  # fixed names only
     assert row is not None
     return int(row[0])
+
+
+def _register(dsn: str, result: TrainingResult, root: Path, **kw):  # type: ignore[no-untyped-def]
+    with connect(dsn) as conn:
+        return register_version(
+            conn, result, artifact_root=str(root), candles=_candles(), config=CONFIG, **kw
+        )
 
 
 def test_register_writes_artifact_manifest_version_and_metrics(
     warehouse_dsn: str, result: TrainingResult, tmp_path: Path
 ) -> None:
-    with connect(warehouse_dsn) as conn:
-        stored = register_version(conn, result, artifact_root=str(tmp_path), run_id="run-1")
+    stored, decision = _register(warehouse_dsn, result, tmp_path, run_id="run-1")
+    assert decision.action == "promotion"
     folder = tmp_path / stored.version_id
     artifact = folder / "model.txt"
     assert artifact.read_text().startswith("tree")  # LightGBM's text format, not a pickle
@@ -47,6 +55,7 @@ def test_register_writes_artifact_manifest_version_and_metrics(
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["artifact"]["sha256"] == stored.artifact_sha256
     assert manifest["version_id"] == stored.version_id
+    assert manifest["code_version"].startswith("0.")
     # the stored model predicts exactly as the trained one
     loaded = LightGBMModel.load(artifact)
     features, _ = build_dataset(_candles(), 1)
@@ -74,7 +83,15 @@ def test_register_writes_artifact_manifest_version_and_metrics(
         result.n_rows,
         result.fingerprint,
     )
-    for name in ("sharpe", "sortino", "hit_ratio", "profit_factor", "max_drawdown", "calmar"):
+    for name in (
+        "sharpe",
+        "sortino",
+        "hit_ratio",
+        "profit_factor",
+        "max_drawdown",
+        "calmar",
+        "psr",
+    ):
         expected = result.metrics[name]
         if math.isnan(expected):
             assert metrics[name] is None
@@ -85,20 +102,18 @@ def test_register_writes_artifact_manifest_version_and_metrics(
 def test_failure_between_version_and_metrics_leaves_nothing(
     warehouse_dsn: str, result: TrainingResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    versions, metrics = (
-        _rows(warehouse_dsn, "model_versions"),
-        _rows(warehouse_dsn, "model_metrics"),
-    )
+    counts = {
+        t: _rows(warehouse_dsn, t) for t in ("model_versions", "model_metrics", "model_events")
+    }
 
-    def broken(cur, result, version_id):  # type: ignore[no-untyped-def]
+    def broken(cur, record):  # type: ignore[no-untyped-def]
         # the version row is written by now; fail the way a lost connection would
         cur.execute("select 1/0")
 
     monkeypatch.setattr(registry, "_insert_metrics", broken)
-    with pytest.raises(Exception, match="division by zero"), connect(warehouse_dsn) as conn:
-        register_version(conn, result, artifact_root=str(tmp_path))
-    assert _rows(warehouse_dsn, "model_versions") == versions
-    assert _rows(warehouse_dsn, "model_metrics") == metrics
+    with pytest.raises(Exception, match="division by zero"):
+        _register(warehouse_dsn, result, tmp_path)
+    assert {t: _rows(warehouse_dsn, t) for t in counts} == counts
 
 
 def test_nan_metric_is_stored_as_null_and_infinity_kept(
@@ -107,8 +122,8 @@ def test_nan_metric_is_stored_as_null_and_infinity_kept(
     result = dataclasses.replace(
         result, metrics={**result.metrics, "sharpe": float("nan"), "profit_factor": float("inf")}
     )
+    stored, _ = _register(warehouse_dsn, result, tmp_path)
     with connect(warehouse_dsn) as conn:
-        stored = register_version(conn, result, artifact_root=str(tmp_path))
         values = dict(
             conn.execute(
                 "select metric, value from raw.model_metrics where version_id = %s",

@@ -1,0 +1,169 @@
+"""``BrainLibrary``: the facade a trading service or notebook uses.
+
+    >>> brain = BrainLibrary(dsn="postgresql://…")               # doctest: +SKIP
+    >>> active = brain.get_active_model("BTC/USDT")              # doctest: +SKIP
+    >>> active.model.predict(features[active.manifest["features"]])  # doctest: +SKIP
+
+Loaded models are cached by version id (an immutable version never needs reloading);
+every load verifies the artifact's sha256 first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from brain_lib.errors import NoModelError
+from brain_lib.registry import load_model
+from brain_lib.warehouse import connect, resolve_dsn
+
+if TYPE_CHECKING:
+    from brain_lib.config import Settings
+    from brain_lib.models import Model
+
+__all__ = ["ActiveModel", "BrainLibrary"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    """The champion in service: the loaded model, its manifest and where it came from."""
+
+    version_id: str
+    symbol: str
+    exchange: str
+    timeframe: str
+    model_type: str
+    model: Model
+    manifest: dict[str, Any]
+    champion_since: datetime
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.manifest["features"])
+
+
+class BrainLibrary:
+    """Read access to Brain's models.
+
+    Parameters
+    ----------
+    dsn : str, optional
+        Warehouse URL. Default: ``BRAIN_DATABASE_URL`` or the embedded warehouse of
+        ``settings`` (started if needed).
+    settings : Settings, optional
+        Used only when ``dsn`` is not given.
+    cache_size : int
+        How many loaded models to keep (least recently used are dropped).
+    """
+
+    def __init__(
+        self, dsn: str | None = None, *, settings: Settings | None = None, cache_size: int = 32
+    ) -> None:
+        if dsn is None:
+            from brain_lib.config import Settings
+
+            dsn = resolve_dsn(settings or Settings())
+        self._dsn = dsn
+        self._cache: OrderedDict[str, Model] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        log.info("brain_library_integration_enabled", extra={"cache_size": cache_size})
+
+    # ----------------------------------------------------------------- models
+
+    def _champions(self, symbol: str, model_type: str | None) -> list[tuple[Any, ...]]:
+        """Champions of a symbol with their artifact, best composite score first."""
+        with connect(self._dsn) as conn:
+            rows = conn.execute(
+                """
+                select c.version_id, c.exchange, c.timeframe, c.model_type, c.since,
+                       v.artifact_uri, v.artifact_sha256, v.manifest,
+                       brain.composite_score(
+                           max(m.value) filter (where m.metric = 'sharpe'),
+                           max(m.value) filter (where m.metric = 'sortino'),
+                           max(m.value) filter (where m.metric = 'calmar'),
+                           max(m.value) filter (where m.metric = 'profit_factor'),
+                           max(m.value) filter (where m.metric = 'hit_ratio'),
+                           max(m.value) filter (where m.metric = 'max_drawdown')
+                       ) as score
+                from raw.model_champions c
+                join raw.model_versions v on v.version_id = c.version_id
+                left join raw.model_metrics m on m.version_id = c.version_id and m.scope = 'oos'
+                where c.symbol = %s and (%s::text is null or c.model_type = %s)
+                group by c.version_id, c.exchange, c.timeframe, c.model_type, c.since,
+                         v.artifact_uri, v.artifact_sha256, v.manifest
+                order by score desc nulls last, c.since desc
+                """,
+                (symbol, model_type, model_type),
+            ).fetchall()
+        return rows
+
+    def get_active_model(self, symbol: str, model_type: str | None = None) -> ActiveModel:
+        """The champion of ``symbol`` (of ``model_type``, or the best-scoring champion
+        across model types), loaded and hash-verified."""
+        rows = self._champions(symbol, model_type)
+        if not rows:
+            what = f"{symbol} ({model_type})" if model_type else symbol
+            raise NoModelError(f"no champion model for {what}")
+        version_id, exchange, timeframe, mtype, since, uri, sha, manifest, _ = rows[0]
+        model = self._load(version_id, uri, sha, manifest)
+        return ActiveModel(
+            version_id=version_id,
+            symbol=symbol,
+            exchange=exchange,
+            timeframe=timeframe,
+            model_type=mtype,
+            model=model,
+            manifest=manifest,
+            champion_since=since,
+        )
+
+    def _load(self, version_id: str, uri: str, sha: str, manifest: dict[str, Any]) -> Model:
+        with self._lock:
+            if version_id in self._cache:
+                self._cache.move_to_end(version_id)
+                return self._cache[version_id]
+        model = load_model(uri, sha, manifest, version_id)
+        with self._lock:
+            self._cache[version_id] = model
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return model
+
+    def get_model_history(self, symbol: str) -> list[dict[str, Any]]:
+        """Every promotion and rollback of ``symbol``, oldest first."""
+        with connect(self._dsn) as conn:
+            cur = conn.execute(
+                """
+                select event_id, created_at, event_type, exchange, timeframe, model_type,
+                       version_id, previous_version_id, champion_score, challenger_score,
+                       degradation, threshold, reason
+                from raw.model_events where symbol = %s order by created_at, event_id
+                """,
+                (symbol,),
+            )
+            names = [d.name for d in cur.description or []]
+            rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        if not rows:
+            raise NoModelError(f"no model history for {symbol}")
+        return rows
+
+    def get_best_model(self, symbol: str) -> dict[str, Any]:
+        """The row of ``marts.best_model_per_symbol`` for ``symbol``."""
+        with connect(self._dsn) as conn:
+            cur = conn.execute(
+                "select * from marts.best_model_per_symbol where symbol = %s "
+                "order by composite_score desc limit 1",
+                (symbol,),
+            )
+            names = [d.name for d in cur.description or []]
+            row = cur.fetchone()
+        if row is None:
+            raise NoModelError(f"no best model for {symbol} (is the mart built? brain dbt build)")
+        return dict(zip(names, row, strict=True))

@@ -1,0 +1,164 @@
+"""The warehouse goes down in the middle of a daily-retrain run: the run finishes its
+models, spools their records, and a replay lands them exactly once — the same rows as
+an uninterrupted run."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brain_lib import registry
+from brain_lib.dbt import ensure_raw_schema
+from brain_lib.market import SyntheticMarket
+from brain_lib.spool import pending, replay
+from brain_lib.warehouse import EmbeddedWarehouse, connect, copy_ohlcv
+
+REPO = Path(__file__).resolve().parent.parent
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+
+pytestmark = pytest.mark.slow
+
+
+def _load_market(dsn: str, state: Path) -> None:
+    ensure_raw_schema(dsn, project_dir=REPO / "dbt_brain", state_dir=state)
+    market = SyntheticMarket(seed=31, autocorr=-0.1)
+    with connect(dsn) as conn:
+        for symbol in SYMBOLS:
+            copy_ohlcv(
+                conn,
+                market.candles(symbol, 60 * 24),
+                exchange="synthetic",
+                symbol=symbol,
+                timeframe="1h",
+            )
+
+
+def _landed(dsn: str) -> dict[str, Any]:
+    """What a run leaves in the warehouse, without the ids that differ between runs."""
+    with connect(dsn) as conn:
+        metrics = conn.execute(
+            "select v.symbol, m.metric, m.value from raw.model_metrics m "
+            "join raw.model_versions v using (version_id) order by 1, 2"
+        ).fetchall()
+        events = conn.execute(
+            "select symbol, event_type, previous_version_id is null "
+            "from raw.model_events order by symbol"
+        ).fetchall()
+        counts = conn.execute(
+            "select (select count(*) from raw.model_versions), "
+            "(select count(*) from raw.model_champions)"
+        ).fetchone()
+    return {"metrics": metrics, "events": events, "counts": counts}
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[tuple[EmbeddedWarehouse, str, Path]]:
+    warehouse = EmbeddedWarehouse(tmp_path / "pg-home")
+    dsn = warehouse.start()
+    home = tmp_path / "brain"
+    _load_market(dsn, home / "dbt")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BRAIN_DATABASE_URL", dsn)
+    mp.setenv("BRAIN_HOME", str(home))
+    mp.setenv("BRAIN_N_SPLITS", "3")
+    mp.setenv("BRAIN_EMBARGO", "6")
+    try:
+        yield warehouse, dsn, home
+    finally:
+        mp.undo()
+        warehouse.stop()
+
+
+def test_stop_the_warehouse_mid_run_then_replay(
+    prefect_harness: None,
+    env: tuple[EmbeddedWarehouse, str, Path],
+    pg_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flows.daily_retrain import daily_retrain
+    from flows.runner import run_flow
+
+    warehouse, dsn, home = env
+
+    # reference: the same run, uninterrupted, in another database
+    _load_market(pg_dsn, home / "dbt-ref")
+    monkeypatch.setenv("BRAIN_DATABASE_URL", pg_dsn)
+    reference = run_flow(daily_retrain, symbols=SYMBOLS, lookback_days=50, build_marts=False)
+    assert reference.is_completed()
+    monkeypatch.setenv("BRAIN_DATABASE_URL", dsn)
+
+    # the real PostgreSQL stops when the first model is trained, before anything lands
+    original = registry.save_artifact
+    saved: list[str] = []
+    lock = threading.Lock()
+
+    def stop_then_save(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with lock:
+            if warehouse.is_running():
+                warehouse.stop()
+        stored = original(*args, **kwargs)
+        saved.append(stored.version_id)
+        return stored
+
+    monkeypatch.setattr(registry, "save_artifact", stop_then_save)
+    # Prefect reconfigures the root logger during a run, so listen on ours directly
+    events: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: events.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("brain_lib.spool").addHandler(handler)
+    try:
+        state = run_flow(daily_retrain, symbols=SYMBOLS, lookback_days=50)
+    finally:
+        logging.getLogger("brain_lib.spool").removeHandler(handler)
+    assert state.is_completed() and state.name == "Spooled", (state.name, state.message)
+    rows = state.result()
+    assert {r["status"] for r in rows} == {"spooled"}
+    files = pending(home / "spool")
+    assert sorted(f.stem for f in files) == sorted(saved)
+    assert events.count("brain_integration_failed") == len(SYMBOLS)
+    assert not warehouse.is_running()
+
+    # the warehouse comes back; the replay lands everything once
+    warehouse.start()
+    first = replay(dsn, home / "spool")
+    assert sorted(first.landed) == sorted(saved) and not first.failed
+    assert pending(home / "spool") == []
+    second = replay(dsn, home / "spool")
+    assert second.landed == [] and second.already == []
+    assert _landed(dsn) == _landed(pg_dsn)
+    assert _landed(dsn)["counts"] == (2, 2)
+
+
+def test_replay_twice_from_a_copied_file_adds_nothing(
+    prefect_harness: None, env: tuple[EmbeddedWarehouse, str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spool file that is landed and then shows up again (a restored backup, a crash
+    between commit and delete) lands nothing the second time."""
+    from flows.daily_retrain import daily_retrain
+    from flows.runner import run_flow
+
+    warehouse, dsn, home = env
+    original = registry.save_artifact
+
+    def stop_then_save(*args, **kwargs):  # type: ignore[no-untyped-def]
+        warehouse.stop()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "save_artifact", stop_then_save)
+    state = run_flow(daily_retrain, symbols=SYMBOLS[:1], lookback_days=50)
+    assert state.name == "Spooled"
+    (spooled,) = pending(home / "spool")
+    backup = spooled.read_bytes()
+    warehouse.start()
+    assert len(replay(dsn, home / "spool").landed) == 1
+    spooled.write_bytes(backup)
+    again = replay(dsn, home / "spool")
+    assert again.already == [spooled.stem] and again.landed == []
+    with connect(dsn) as conn:
+        assert conn.execute("select count(*) from raw.model_versions").fetchone() == (1,)
+        assert conn.execute("select count(*) from raw.model_events").fetchone() == (1,)
