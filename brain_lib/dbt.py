@@ -8,16 +8,25 @@ and the password never reaches a log line.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from brain_lib.errors import WarehouseError
 from brain_lib.warehouse import parse_dsn
 
-__all__ = ["RAW_TABLES", "DbtResult", "dbt_command", "dbt_env", "ensure_raw_schema", "run_dbt"]
+__all__ = [
+    "DbtResult",
+    "dbt_command",
+    "dbt_env",
+    "ensure_raw_schema",
+    "expected_raw_schema_version",
+    "run_dbt",
+]
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,40 @@ def run_dbt(
     ``state_dir/target``). The error names the failing nodes from dbt's own output.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
+    with _warehouse_lock(dsn, args):
+        return _run(
+            args,
+            dsn=dsn,
+            project_dir=project_dir,
+            state_dir=state_dir,
+            check=check,
+            timeout=timeout,
+        )
+
+
+# dbt commands that create or replace relations; two at once collide
+# ("relation already exists"), so they queue on a session advisory lock
+_WRITING_COMMANDS = {"build", "run", "run-operation", "seed", "snapshot"}
+
+
+@contextlib.contextmanager
+def _warehouse_lock(dsn: str, args: list[str]) -> Iterator[None]:
+    if not args or args[0] not in _WRITING_COMMANDS:
+        yield
+        return
+    from brain_lib.warehouse import connect
+
+    with connect(dsn, autocommit=True) as conn:
+        conn.execute("select pg_advisory_lock(hashtext('brain-dbt'))")
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(hashtext('brain-dbt'))")
+
+
+def _run(
+    args: list[str], *, dsn: str, project_dir: Path, state_dir: Path, check: bool, timeout: float
+) -> DbtResult:
     cmd = [
         *dbt_command(),
         *args,
@@ -121,20 +164,29 @@ def run_dbt(
     return result
 
 
-RAW_TABLES = ("raw.ohlcv", "raw.model_versions", "raw.model_metrics", "raw.model_events")
+def expected_raw_schema_version(project_dir: Path) -> str:
+    """``var('raw_schema_version')`` of dbt_project.yml: the raw DDL revision."""
+    import yaml  # type: ignore[import-untyped]
+
+    project = yaml.safe_load((project_dir / "dbt_project.yml").read_text())
+    return f"brain raw schema v{project['vars']['raw_schema_version']}"
 
 
 def ensure_raw_schema(dsn: str, *, project_dir: Path, state_dir: Path) -> bool:
-    """Create the raw landing tables (dbt macro ``create_raw_tables``) when any is missing.
+    """Create or upgrade the raw landing tables and the ``brain`` SQL functions when
+    the warehouse's raw schema revision differs from the project's.
 
-    Returns True when dbt ran. The definition lives only in
-    ``dbt_brain/macros/raw_schema.sql``.
+    Returns True when dbt ran (``run-operation create_raw_tables``). The definition
+    lives only in ``dbt_brain/macros/``; the revision is the comment on schema ``raw``.
     """
-    from brain_lib.warehouse import connect, table_exists
+    from brain_lib.warehouse import connect
 
     with connect(dsn, autocommit=True) as conn:
-        if all(table_exists(conn, name) for name in RAW_TABLES):
-            return False
+        row = conn.execute(
+            "select obj_description(oid, 'pg_namespace') from pg_namespace where nspname = 'raw'"
+        ).fetchone()
+    if row is not None and row[0] == expected_raw_schema_version(project_dir):
+        return False
     run_dbt(
         ["run-operation", "create_raw_tables"],
         dsn=dsn,

@@ -2,7 +2,8 @@
 
 One database for the module (``warehouse_dsn``: raw tables made by
 ``dbt run-operation create_raw_tables``); the tests that make dbt fail put their bad
-rows back out before they return.
+rows back out before they return (in replica mode, which skips the append-only
+triggers). The champion registry's own rules are in test_dbt_champions.py.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ RAW_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("train_end", "timestamp with time zone", "NO"),
         ("n_rows", "integer", "NO"),
         ("loaded_at", "timestamp with time zone", "NO"),
+        ("code_version", "text", "YES"),
+        ("challenged_version_id", "text", "YES"),
     ],
     "model_metrics": [
         ("version_id", "text", "NO"),
@@ -82,6 +85,16 @@ RAW_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("reason", "text", "YES"),
         ("run_id", "text", "YES"),
         ("created_at", "timestamp with time zone", "NO"),
+        ("details", "jsonb", "YES"),
+    ],
+    "model_champions": [
+        ("exchange", "text", "NO"),
+        ("symbol", "text", "NO"),
+        ("timeframe", "text", "NO"),
+        ("model_type", "text", "NO"),
+        ("version_id", "text", "NO"),
+        ("since", "timestamp with time zone", "NO"),
+        ("event_id", "bigint", "NO"),
     ],
 }
 
@@ -90,12 +103,35 @@ RAW_PRIMARY_KEYS = {
     "model_versions": ["version_id"],
     "model_metrics": ["version_id", "scope", "metric"],
     "model_events": ["event_id"],
+    "model_champions": ["exchange", "symbol", "timeframe", "model_type"],
 }
+
+# (table, column) -> referenced table.column
+RAW_FOREIGN_KEYS = {
+    ("model_champions", "event_id"): "model_events.event_id",
+    ("model_champions", "version_id"): "model_versions.version_id",
+    ("model_metrics", "version_id"): "model_versions.version_id",
+    ("model_versions", "challenged_version_id"): "model_versions.version_id",
+}
+
+APPEND_ONLY = ("model_versions", "model_metrics", "model_events")
+
+SCORE_FUNCTIONS = [
+    "composite_score",
+    "score_calmar",
+    "score_hit_ratio",
+    "score_max_drawdown",
+    "score_profit_factor",
+    "score_sharpe",
+    "score_sortino",
+]
 
 UNIT_TESTS = [
     "model_composite_scores::composite_score_formula",
     "model_composite_scores::composite_score_pivots_oos_metrics",
-    "best_model_per_symbol::best_model_is_best_latest_version",
+    "best_model_per_symbol::best_model_is_best_champion",
+    "model_champion_history::champion_history_periods",
+    "model_champion_history::champion_history_same_instant",
     "stg_raw__model_metrics::metric_nan_becomes_null",
 ]
 
@@ -151,10 +187,12 @@ class Version:
     model_type: str
     trained_at: datetime
     metrics: dict[str, float | None]
+    challenged_version_id: str | None = None
 
 
 def _versions() -> list[Version]:
-    """2 symbols × 2 model types × 2 versions, with the awkward cases mixed in."""
+    """2 symbols × 2 model types × 2 versions, with the awkward cases mixed in, and one
+    SOL/USDT version that never becomes champion. A second version challenged the first."""
     metric_sets: dict[tuple[str, str, int], dict[str, float | None]] = {
         ("BTC/USDT", "lightgbm", 0): {
             "sharpe": 2.4,
@@ -221,31 +259,76 @@ def _versions() -> list[Version]:
             "hit_ratio": 0.52,
             "max_drawdown": -0.12,
         },
+        ("SOL/USDT", "lightgbm", 0): {
+            "sharpe": 3.0,
+            "sortino": 4.0,
+            "calmar": 5.0,
+            "profit_factor": 2.5,
+            "hit_ratio": 0.6,
+            "max_drawdown": -0.05,
+        },
     }
-    versions = []
+    versions: list[Version] = []
+    first: dict[tuple[str, str], str] = {}
     for (symbol, model_type, generation), metrics in metric_sets.items():
         trained_at = T0 + timedelta(days=generation, hours=len(versions))
         slug = symbol.lower().replace("/", "-")
         version_id = f"{slug}.{model_type}.{trained_at:%Y%m%dT%H%M%S}.{len(versions):06x}"
-        versions.append(Version(version_id, "binance", symbol, model_type, trained_at, metrics))
+        challenged = first.get((symbol, model_type)) if generation else None
+        first.setdefault((symbol, model_type), version_id)
+        versions.append(
+            Version(version_id, "binance", symbol, model_type, trained_at, metrics, challenged)
+        )
     return versions
 
 
 VERSIONS = _versions()
 
 
-def expected_best() -> dict[str, Version]:
-    """Per symbol: the latest version of each model type, best composite (then newest)."""
-    latest: dict[tuple[str, str], Version] = {}
+@dataclass(frozen=True)
+class Event:
+    event_type: str
+    version: Version
+    previous: Version | None
+    at: datetime
+
+
+def _events() -> list[Event]:
+    """The champion decisions, as brain_lib.registry records them: the first version of
+    each BTC and ETH model type is promoted; the second challenges it and is promoted
+    when its composite is not lower, refused (a rollback event) otherwise. SOL/USDT gets
+    no decision, so it has versions but no champion."""
+    by_id = {v.version_id: v for v in VERSIONS}
+    events = []
     for v in VERSIONS:
-        key = (v.symbol, v.model_type)
-        if key not in latest or (v.trained_at, v.version_id) > (
-            latest[key].trained_at,
-            latest[key].version_id,
-        ):
-            latest[key] = v
+        if v.symbol == "SOL/USDT":
+            continue
+        at = v.trained_at + timedelta(minutes=30)
+        if v.challenged_version_id is None:
+            events.append(Event("promotion", v, None, at))
+            continue
+        champion = by_id[v.challenged_version_id]
+        not_worse = composite_score(v.metrics) >= composite_score(champion.metrics)
+        events.append(Event("promotion" if not_worse else "rollback", v, champion, at))
+    return events
+
+
+EVENTS = _events()
+
+
+def champions() -> dict[tuple[str, str], Version]:
+    """(symbol, model_type) -> the champion after all EVENTS."""
+    current: dict[tuple[str, str], Version] = {}
+    for e in sorted(EVENTS, key=lambda e: e.at):
+        if e.event_type != "rollback":
+            current[(e.version.symbol, e.version.model_type)] = e.version
+    return current
+
+
+def expected_best() -> dict[str, Version]:
+    """Per symbol: the champion of each model type with the best composite (then newest)."""
     best: dict[str, Version] = {}
-    for v in latest.values():
+    for v in champions().values():
         current = best.get(v.symbol)
         rank = (composite_score(v.metrics), v.trained_at, v.version_id)
         if current is None or rank > (
@@ -265,8 +348,8 @@ def _insert_versions(conn: psycopg.Connection[Any], versions: list[Version]) -> 
                 insert into raw.model_versions (
                     version_id, exchange, symbol, timeframe, model_type, created_at, run_id,
                     manifest, artifact_uri, artifact_sha256, feature_set_hash,
-                    train_start, train_end, n_rows
-                ) values (%s, %s, %s, '1h', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                    train_start, train_end, n_rows, code_version, challenged_version_id
+                ) values (%s, %s, %s, '1h', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                 """,
                 (
                     v.version_id,
@@ -282,6 +365,8 @@ def _insert_versions(conn: psycopg.Connection[Any], versions: list[Version]) -> 
                     v.trained_at - timedelta(days=180),
                     v.trained_at - timedelta(days=30),
                     3600,
+                    "0.1.0+g1a2b3c4",
+                    v.challenged_version_id,
                 ),
             )
             cur.executemany(
@@ -332,25 +417,55 @@ def _insert_market_and_events(conn: psycopg.Connection[Any]) -> None:
             "volume) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             candles,
         )
-        first, second = VERSIONS[0], VERSIONS[1]
+        for e in EVENTS:
+            _record_event(cur, e)
+
+
+def _record_event(cur: psycopg.Cursor[Any], e: Event) -> None:
+    """Insert the event; on a champion change also move the pointer (upsert), as the
+    registry does in the same transaction."""
+    v, champion = e.version, e.previous
+    scores = (
+        composite_score(champion.metrics) if champion else None,
+        composite_score(v.metrics),
+    )
+    row = cur.execute(
+        """
+        insert into raw.model_events (
+            event_type, exchange, symbol, timeframe, model_type, version_id,
+            previous_version_id, champion_score, challenger_score, threshold, reason,
+            created_at, details
+        ) values (%s, %s, %s, '1h', %s, %s, %s, %s, %s, 0.05, %s, %s, %s)
+        returning event_id
+        """,
+        (
+            e.event_type,
+            v.exchange,
+            v.symbol,
+            v.model_type,
+            v.version_id,
+            champion.version_id if champion else None,
+            *scores,
+            "challenger degraded by more than the threshold"
+            if e.event_type == "rollback"
+            else "challenger not worse than the champion",
+            e.at,
+            Jsonb({"window": "oos", "scores": {"champion": scores[0], "challenger": scores[1]}}),
+        ),
+    ).fetchone()
+    assert row is not None
+    if e.event_type != "rollback":
         cur.execute(
             """
-            insert into raw.model_events (
-                event_type, exchange, symbol, timeframe, model_type, version_id,
-                previous_version_id, champion_score, challenger_score, degradation,
-                threshold, reason
-            ) values ('rollback', 'binance', %s, '1h', %s, %s, %s, %s, %s, %s, 0.05, %s)
+            insert into raw.model_champions
+                (exchange, symbol, timeframe, model_type, version_id, since, event_id)
+            values (%s, %s, '1h', %s, %s, %s, %s)
+            on conflict (exchange, symbol, timeframe, model_type) do update
+                set version_id = excluded.version_id,
+                    since = excluded.since,
+                    event_id = excluded.event_id
             """,
-            (
-                second.symbol,
-                second.model_type,
-                first.version_id,
-                second.version_id,
-                0.61,
-                0.32,
-                (0.61 - 0.32) / 0.61,
-                "challenger degraded by more than the threshold",
-            ),
+            (v.exchange, v.symbol, v.model_type, v.version_id, e.at, row[0]),
         )
 
 
@@ -375,6 +490,15 @@ def built(warehouse_dsn: str, dbt_state: Path) -> DbtResult:
 def _query(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+def _purge(dsn: str, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    """Delete test rows from append-only tables: replica mode (superuser) skips ordinary
+    triggers, the append-only ones included, as it skips foreign keys."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("set session_replication_role = replica")
+        for sql, params in statements:
+            conn.execute(sql, params)
 
 
 # ---------------------------------------------------------------- (a) raw schema
@@ -415,15 +539,148 @@ def _raw_primary_keys(dsn: str) -> dict[str, list[str]]:
     return keys
 
 
+def _raw_foreign_keys(dsn: str) -> dict[tuple[str, str], str]:
+    rows = _query(
+        dsn,
+        """
+        select c.conrelid::regclass::text, a.attname,
+               c.confrelid::regclass::text || '.' || fa.attname
+        from pg_constraint as c
+        join pg_attribute as a on a.attrelid = c.conrelid and a.attnum = c.conkey[1]
+        join pg_attribute as fa on fa.attrelid = c.confrelid and fa.attnum = c.confkey[1]
+        where c.contype = 'f' and c.connamespace = 'raw'::regnamespace
+        """,
+    )
+    return {
+        (table.removeprefix("raw."), column): target.removeprefix("raw.")
+        for table, column, target in rows
+    }
+
+
+def _append_only_triggers(dsn: str) -> dict[str, list[str]]:
+    """table -> the trigger events that raw.forbid_change() guards."""
+    rows = _query(
+        dsn,
+        """
+        select event_object_table, event_manipulation
+        from information_schema.triggers
+        where trigger_schema = 'raw' and strpos(action_statement, 'raw.forbid_change') > 0
+        order by 1, 2
+        """,
+    )
+    found: dict[str, list[str]] = {}
+    for table, event in rows:
+        found.setdefault(table, []).append(event)
+    # information_schema does not list TRUNCATE triggers
+    truncate = _query(
+        dsn,
+        "select tgrelid::regclass::text from pg_trigger "
+        "where tgfoid = 'raw.forbid_change'::regproc and tgtype & 32 <> 0",
+    )
+    for (table,) in truncate:
+        found.setdefault(table.removeprefix("raw."), []).append("TRUNCATE")
+    return found
+
+
+def _score_functions(dsn: str) -> list[str]:
+    rows = _query(
+        dsn,
+        "select proname from pg_proc where pronamespace = 'brain'::regnamespace "
+        "and provolatile = 'i' and proparallel = 's' order by proname",
+    )
+    return [name for (name,) in rows]
+
+
+def _assert_raw_schema(dsn: str) -> None:
+    assert _raw_columns(dsn) == RAW_COLUMNS
+    assert _raw_primary_keys(dsn) == RAW_PRIMARY_KEYS
+    assert _raw_foreign_keys(dsn) == RAW_FOREIGN_KEYS
+    assert _append_only_triggers(dsn) == {
+        table: ["DELETE", "UPDATE", "TRUNCATE"] for table in APPEND_ONLY
+    }
+    assert _score_functions(dsn) == SCORE_FUNCTIONS
+
+
 def test_create_raw_tables_makes_the_exact_raw_schema(warehouse_dsn: str) -> None:
-    assert _raw_columns(warehouse_dsn) == RAW_COLUMNS
-    assert _raw_primary_keys(warehouse_dsn) == RAW_PRIMARY_KEYS
+    _assert_raw_schema(warehouse_dsn)
     identity = _query(
         warehouse_dsn,
         "select is_identity, identity_generation from information_schema.columns "
         "where table_schema = 'raw' and table_name = 'model_events' and column_name = 'event_id'",
     )
     assert identity == [("YES", "ALWAYS")]
+
+
+# The raw DDL as first released (before the champion registry), to test the upgrade.
+_FIRST_RELEASE_DDL = """
+create schema raw;
+create table raw.ohlcv (
+    exchange text not null, symbol text not null, timeframe text not null,
+    ts timestamptz not null, open double precision not null, high double precision not null,
+    low double precision not null, close double precision not null,
+    volume double precision not null, loaded_at timestamptz not null default now(),
+    primary key (exchange, symbol, timeframe, ts)
+);
+create table raw.model_versions (
+    version_id text primary key, exchange text not null, symbol text not null,
+    timeframe text not null, model_type text not null,
+    created_at timestamptz not null default now(), run_id text null, manifest jsonb not null,
+    artifact_uri text not null,
+    artifact_sha256 text not null check (length(artifact_sha256) = 64),
+    feature_set_hash text not null, train_start timestamptz not null,
+    train_end timestamptz not null, n_rows integer not null,
+    loaded_at timestamptz not null default now()
+);
+create table raw.model_metrics (
+    version_id text not null references raw.model_versions (version_id),
+    scope text not null default 'oos', metric text not null, value double precision null,
+    window_start timestamptz, window_end timestamptz,
+    computed_at timestamptz not null default now(),
+    primary key (version_id, scope, metric)
+);
+create table raw.model_events (
+    event_id bigint generated always as identity primary key,
+    event_type text not null
+        check (event_type in ('promotion', 'rollback', 'manual_promotion', 'manual_rollback')),
+    exchange text, symbol text not null, timeframe text, model_type text not null,
+    version_id text null, previous_version_id text null,
+    champion_score double precision, challenger_score double precision,
+    degradation double precision, threshold double precision, reason text, run_id text,
+    created_at timestamptz not null default now()
+);
+"""
+
+
+def test_create_raw_tables_upgrades_a_first_release_warehouse(
+    fresh_dsn: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(fresh_dsn) as conn:
+        conn.execute(_FIRST_RELEASE_DDL)
+        conn.execute(
+            """
+            insert into raw.model_versions (
+                version_id, exchange, symbol, timeframe, model_type, manifest, artifact_uri,
+                artifact_sha256, feature_set_hash, train_start, train_end, n_rows
+            ) values ('old.v', 'binance', 'BTC/USDT', '1h', 'lightgbm', '{}', 'x', %s, 'h',
+                      %s, %s, 1)
+            """,
+            ("0" * 64, T0, T0),
+        )
+    for _ in range(2):  # the upgrade, then a plain re-run on the upgraded warehouse
+        run_dbt(
+            ["run-operation", "create_raw_tables"],
+            dsn=fresh_dsn,
+            project_dir=PROJECT,
+            state_dir=tmp_path,
+        )
+        # the same schema as a fresh warehouse, column order included
+        _assert_raw_schema(fresh_dsn)
+    rows = _query(
+        fresh_dsn, "select version_id, code_version, challenged_version_id from raw.model_versions"
+    )
+    assert rows == [("old.v", None, None)]
+    with psycopg.connect(fresh_dsn) as conn, pytest.raises(psycopg.errors.RaiseException):
+        conn.execute("delete from raw.model_versions where version_id = 'old.v'")
 
 
 def test_create_raw_tables_twice_is_harmless(warehouse_dsn: str, dbt_state: Path) -> None:
@@ -441,7 +698,7 @@ def test_create_raw_tables_twice_is_harmless(warehouse_dsn: str, dbt_state: Path
             state_dir=dbt_state,
         )
         assert result.ok
-        assert _raw_columns(warehouse_dsn) == RAW_COLUMNS
+        _assert_raw_schema(warehouse_dsn)
         rows = _query(warehouse_dsn, "select count(*) from raw.ohlcv where exchange = 'okx'")
         assert rows == [(1,)]
     finally:
@@ -561,11 +818,17 @@ def test_best_model_per_symbol(built: DbtResult, warehouse_dsn: str) -> None:
         """,
     )
     best = expected_best()
-    # the data exercises the rule: on ETH/USDT an older version has the top score overall
-    eth = [v for v in VERSIONS if v.symbol == "ETH/USDT"]
-    top_overall = max(eth, key=lambda v: composite_score(v.metrics))
-    assert top_overall.version_id != best["ETH/USDT"].version_id
-    assert [row[1] for row in rows] == sorted(best)
+    # the data exercises the rule: on ETH/USDT the pick is not the latest version of its
+    # model type (the newer lightgbm lost its challenge, so the older one stays champion)
+    eth_pick = best["ETH/USDT"]
+    assert any(
+        v.model_type == eth_pick.model_type and v.trained_at > eth_pick.trained_at
+        for v in VERSIONS
+        if v.symbol == "ETH/USDT"
+    )
+    # SOL/USDT has a version but no champion: no pick
+    assert "SOL/USDT" in {v.symbol for v in VERSIONS}
+    assert [row[1] for row in rows] == sorted(best) == ["BTC/USDT", "ETH/USDT"]
     for exchange, symbol, timeframe, model_type, version_id, composite, n_candidates in rows:
         want = best[symbol]
         assert (exchange, timeframe, n_candidates) == ("binance", "1h", 2)
@@ -593,6 +856,53 @@ def test_marts_have_enforced_shape(built: DbtResult, warehouse_dsn: str) -> None
         ("trained_at", "timestamp with time zone"),
         ("n_candidates", "integer"),
     ]
+    rows = _query(
+        warehouse_dsn,
+        """
+        select column_name, data_type, is_nullable from information_schema.columns
+        where table_schema = 'marts' and table_name = 'model_champion_history'
+        order by ordinal_position
+        """,
+    )
+    assert rows == [
+        ("exchange", "text", "NO"),
+        ("symbol", "text", "NO"),
+        ("timeframe", "text", "NO"),
+        ("model_type", "text", "NO"),
+        ("version_id", "text", "NO"),
+        ("valid_from", "timestamp with time zone", "NO"),
+        ("valid_to", "timestamp with time zone", "YES"),
+        ("event_type", "text", "NO"),
+        ("reason", "text", "YES"),
+        ("previous_version_id", "text", "YES"),
+        ("is_current", "boolean", "NO"),
+        ("event_id", "bigint", "NO"),
+    ]
+
+
+def test_champion_history_follows_the_events(built: DbtResult, warehouse_dsn: str) -> None:
+    rows = _query(
+        warehouse_dsn,
+        "select symbol, model_type, version_id, valid_from, valid_to, event_type, is_current "
+        "from marts.model_champion_history order by symbol, model_type, valid_from",
+    )
+    expected = []
+    for (symbol, model_type), _ in sorted(champions().items()):
+        changes = [
+            e
+            for e in sorted(EVENTS, key=lambda e: e.at)
+            if (e.version.symbol, e.version.model_type) == (symbol, model_type)
+            and e.event_type != "rollback"
+        ]
+        for e, following in zip(changes, [*changes[1:], None], strict=True):
+            valid_to = following.at if following else None
+            period = (e.version.version_id, e.at, valid_to, e.event_type, valid_to is None)
+            expected.append((symbol, model_type, *period))
+    assert rows == expected
+    # the refused challengers never were champions
+    refused = {e.version.version_id for e in EVENTS if e.event_type == "rollback"}
+    assert refused
+    assert refused.isdisjoint(row[2] for row in rows)
 
 
 def test_source_freshness_passes_on_fresh_rows(
@@ -624,13 +934,27 @@ def test_unit_tests_pass(built: DbtResult, warehouse_dsn: str, dbt_state: Path) 
 
 def test_unit_tests_pin_the_weights(built: DbtResult, warehouse_dsn: str, dbt_state: Path) -> None:
     other = "{composite_weights: {sharpe: 0.5, sortino: 0.1, calmar: 0.1, profit_factor: 0.1, hit_ratio: 0.1, max_drawdown: 0.1}}"  # noqa: E501
-    with pytest.raises(WarehouseError, match="composite_score_formula"):
+    probe = "select brain.composite_score(2, null, null, null, null, null)"
+    assert _query(warehouse_dsn, probe) == [(pytest.approx(0.3 * math.tanh(1)),)]
+    try:
+        with pytest.raises(WarehouseError, match="composite_score_formula"):
+            run_dbt(
+                ["test", "--select", "test_type:unit", "--vars", other],
+                dsn=warehouse_dsn,
+                project_dir=PROJECT,
+                state_dir=dbt_state,
+            )
+        # every dbt invocation redefines the functions from the weights it was given
+        # (hence README's warning against --vars composite_weights on the warehouse)
+        assert _query(warehouse_dsn, probe) == [(pytest.approx(0.5 * math.tanh(1)),)]
+    finally:
         run_dbt(
-            ["test", "--select", "test_type:unit", "--vars", other],
+            ["run-operation", "create_raw_tables"],
             dsn=warehouse_dsn,
             project_dir=PROJECT,
             state_dir=dbt_state,
         )
+    assert _query(warehouse_dsn, probe) == [(pytest.approx(0.3 * math.tanh(1)),)]
 
 
 def test_weights_must_sum_to_one(built: DbtResult, warehouse_dsn: str, dbt_state: Path) -> None:
@@ -666,9 +990,11 @@ def test_out_of_range_metric_fails_the_build(
         with pytest.raises(WarehouseError, match="accepted_range_model_composite_scores"):
             run_dbt(["build"], dsn=warehouse_dsn, project_dir=PROJECT, state_dir=dbt_state)
     finally:
-        with psycopg.connect(warehouse_dsn) as conn:
-            conn.execute("delete from raw.model_metrics where version_id = %s", (bad.version_id,))
-            conn.execute("delete from raw.model_versions where version_id = %s", (bad.version_id,))
+        _purge(
+            warehouse_dsn,
+            ("delete from raw.model_metrics where version_id = %s", (bad.version_id,)),
+            ("delete from raw.model_versions where version_id = %s", (bad.version_id,)),
+        )
 
 
 def test_orphan_metric_fails_the_relationships_test(
@@ -691,8 +1017,10 @@ def test_orphan_metric_fails_the_relationships_test(
                 state_dir=dbt_state,
             )
     finally:
-        with psycopg.connect(warehouse_dsn) as conn:
-            conn.execute("delete from raw.model_metrics where version_id = 'no.such.version'")
+        _purge(
+            warehouse_dsn,
+            ("delete from raw.model_metrics where version_id = 'no.such.version'", ()),
+        )
 
 
 def test_contract_drift_fails_the_build(

@@ -39,6 +39,7 @@ def retrain_env(
     mp.setenv("BRAIN_HOME", str(home))
     mp.setenv("BRAIN_N_SPLITS", "3")
     mp.setenv("BRAIN_EMBARGO", "6")
+    mp.setenv("BRAIN_FEE_BPS", "1")  # the demo market's edge survives 1 bp, not 5
     yield pg_dsn, home
     mp.undo()
 
@@ -58,6 +59,7 @@ def test_daily_retrain_trains_every_symbol_and_builds_marts(
     rows = state.result()
     assert [r["symbol"] for r in rows] == SYMBOLS
     assert all(r["status"] == "ok" and r["version_id"] for r in rows)
+    assert all(r["decision"] == "promotion" and r["champion"] == r["version_id"] for r in rows)
     # every task run reached a final state in Prefect's database
     assert unsettled_task_runs(state.state_details.flow_run_id) == 0
 
@@ -118,3 +120,47 @@ def test_a_failing_symbol_does_not_sink_the_others(
         after = conn.execute("select count(*) from raw.model_versions").fetchone()
     assert before is not None and after is not None
     assert after[0] == before[0] + 1  # BTC trained again; nothing for the unknown symbol
+
+
+def test_a_planted_worse_challenger_is_rolled_back_by_the_flow(
+    prefect_harness: None, retrain_env: tuple[str, Path]
+) -> None:
+    from flows.daily_retrain import daily_retrain
+    from flows.runner import run_flow
+
+    dsn, _ = retrain_env
+    assert run_flow(daily_retrain, symbols=["ETH/USDT"], lookback_days=80).is_completed()
+    with connect(dsn) as conn:
+        before = dict(conn.execute("select symbol, version_id from raw.model_champions").fetchall())
+        champion_sharpe = conn.execute(
+            "select value from raw.model_metrics where version_id = %s and metric = 'sharpe'",
+            (before["ETH/USDT"],),
+        ).fetchone()
+    assert champion_sharpe is not None and champion_sharpe[0] > 0
+    # no split can be made: the challenger predicts a constant
+    state = run_flow(
+        daily_retrain,
+        symbols=["ETH/USDT"],
+        lookback_days=80,
+        model_params={"lightgbm": {"min_data_in_leaf": 1_000_000}},
+        degradation_threshold=0.05,
+    )
+    assert state.is_completed(), state.message
+    (row,) = state.result()
+    assert row["decision"] == "rollback", row
+    assert row["champion"] == before["ETH/USDT"]
+    with connect(dsn) as conn:
+        after = dict(conn.execute("select symbol, version_id from raw.model_champions").fetchall())
+        event = conn.execute(
+            "select event_type, version_id, previous_version_id, details->>'champion_evaluation' "
+            "from raw.model_events order by event_id desc limit 1"
+        ).fetchone()
+        manifest = conn.execute(
+            "select manifest->'hyperparameters'->>'min_data_in_leaf' from raw.model_versions "
+            "where version_id = %s",
+            (row["version_id"],),
+        ).fetchone()
+    assert after == before
+    assert event is not None and event[:3] == ("rollback", row["version_id"], before["ETH/USDT"])
+    assert "replayed" in event[3]
+    assert manifest == ("1000000",)

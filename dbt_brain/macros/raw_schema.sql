@@ -1,20 +1,51 @@
 {#-
     The raw landing tables: the ONE definition of what Python writes into.
 
-    raw_schema_ddl()      returns the DDL (idempotent: `if not exists` everywhere).
-    create_raw_tables()   runs it and commits: `dbt run-operation create_raw_tables`.
+    raw_schema_ddl()      returns the DDL of the raw tables (idempotent: `if not
+                          exists` / `create or replace` everywhere).
+    create_raw_tables()   runs it, and composite_score_ddl() (macros/composite_score.sql,
+                          the brain.* score functions), and commits:
+                          `dbt run-operation create_raw_tables` makes everything Python needs.
 
-    dbt_project.yml also runs raw_schema_ddl() as an on-run-start hook, so every
-    `dbt build` / `dbt run` / `dbt test` first makes sure the tables exist.
+    dbt_project.yml also runs both as on-run-start hooks, so every `dbt build` /
+    `dbt run` / `dbt test` first makes sure the tables and functions exist and are
+    current. Requires PostgreSQL 14+ (`create or replace trigger`).
 
     Columns are documented (and tested) as the `raw` source in
-    models/staging/_raw__sources.yml. Changing a column here is a migration: existing
-    warehouses keep the old table (`create table if not exists`), so add an explicit
-    `alter table` beside the create when a column changes.
+    models/staging/_raw__sources.yml. Changing a column here is a migration: an existing
+    warehouse keeps its old table (`create table if not exists`), so every column added
+    after the first release is ALSO added by an `alter table ... add column if not
+    exists` below its create. New columns go at the END of the create, so a fresh and an
+    upgraded warehouse have the same column order.
+
+    Append-only: raw.model_versions, raw.model_metrics and raw.model_events are never
+    changed once written; a trigger raises on update, delete and truncate (SQLSTATE
+    P0001, "<table> is append-only: ..."). A version is replaced by registering a new
+    one; a champion moves by a new event. raw.model_champions is the one table that is
+    updated: the "online pointer", upserted on every champion change.
 -#}
 
 {% macro raw_schema_ddl() %}
+-- Concurrent dbt runs each run this hook: the second waits for the first here instead
+-- of racing it on the catalog. A lock wait of more than a minute (a long transaction
+-- on a raw table) fails the run instead of queueing every reader of the table behind it.
+select pg_advisory_xact_lock(hashtext('dbt_brain.raw_schema_ddl'));
+set local lock_timeout = '1min';
+
 create schema if not exists raw;
+
+-- raises on any change to an append-only table (see the triggers below)
+create or replace function raw.forbid_change()
+    returns trigger
+    language plpgsql
+as $$
+begin
+    raise exception '%.% is append-only: % are never changed',
+        tg_table_schema, tg_table_name, coalesce(tg_argv[0], 'rows')
+        using errcode = 'P0001',
+              hint = 'write a new row instead (a new version, a new event)';
+end;
+$$;
 
 -- candles, one row per bar; ts is the bar's open time
 create table if not exists raw.ohlcv (
@@ -31,26 +62,41 @@ create table if not exists raw.ohlcv (
     primary key (exchange, symbol, timeframe, ts)
 );
 
--- one row per trained model version; written once, never updated
+-- one row per trained model version; append-only
 create table if not exists raw.model_versions (
-    version_id        text        primary key,
-    exchange          text        not null,
-    symbol            text        not null,
-    timeframe         text        not null,
-    model_type        text        not null,
-    created_at        timestamptz not null default now(),
-    run_id            text        null,
-    manifest          jsonb       not null,
-    artifact_uri      text        not null,
-    artifact_sha256   text        not null check (length(artifact_sha256) = 64),
-    feature_set_hash  text        not null,
-    train_start       timestamptz not null,
-    train_end         timestamptz not null,
-    n_rows            integer     not null,
-    loaded_at         timestamptz not null default now()
+    version_id             text        primary key,
+    exchange               text        not null,
+    symbol                 text        not null,
+    timeframe              text        not null,
+    model_type             text        not null,
+    created_at             timestamptz not null default now(),
+    run_id                 text        null,
+    manifest               jsonb       not null,
+    artifact_uri           text        not null,
+    artifact_sha256        text        not null check (length(artifact_sha256) = 64),
+    feature_set_hash       text        not null,
+    train_start            timestamptz not null,
+    train_end              timestamptz not null,
+    n_rows                 integer     not null,
+    loaded_at              timestamptz not null default now(),
+    code_version           text        null,
+    challenged_version_id  text        null references raw.model_versions (version_id)
 );
+alter table raw.model_versions
+    add column if not exists code_version text null;
+alter table raw.model_versions
+    add column if not exists challenged_version_id text null
+        references raw.model_versions (version_id);
 
--- metrics of a version, long format; value NULL = undefined, 'Infinity' allowed
+create or replace trigger model_versions_append_only
+    before update or delete on raw.model_versions
+    for each row execute function raw.forbid_change('versions');
+create or replace trigger model_versions_no_truncate
+    before truncate on raw.model_versions
+    for each statement execute function raw.forbid_change('versions');
+
+-- metrics of a version, long format; value NULL = undefined, 'Infinity' allowed;
+-- append-only (written with the version, in the same transaction)
 create table if not exists raw.model_metrics (
     version_id    text             not null references raw.model_versions (version_id),
     scope         text             not null default 'oos',
@@ -62,7 +108,15 @@ create table if not exists raw.model_metrics (
     primary key (version_id, scope, metric)
 );
 
--- promotions and rollbacks of champions
+create or replace trigger model_metrics_append_only
+    before update or delete on raw.model_metrics
+    for each row execute function raw.forbid_change('metrics');
+create or replace trigger model_metrics_no_truncate
+    before truncate on raw.model_metrics
+    for each statement execute function raw.forbid_change('metrics');
+
+-- the log of champion decisions per (exchange, symbol, timeframe, model_type);
+-- append-only. Semantics of each event_type: models/staging/_raw__sources.yml.
 create table if not exists raw.model_events (
     event_id             bigint generated always as identity primary key,
     event_type           text not null
@@ -79,15 +133,45 @@ create table if not exists raw.model_events (
     threshold            double precision,
     reason               text,
     run_id               text,
-    created_at           timestamptz not null default now()
+    created_at           timestamptz not null default now(),
+    details              jsonb null
 );
+alter table raw.model_events
+    add column if not exists details jsonb null;
+
+create or replace trigger model_events_append_only
+    before update or delete on raw.model_events
+    for each row execute function raw.forbid_change('events');
+create or replace trigger model_events_no_truncate
+    before truncate on raw.model_events
+    for each statement execute function raw.forbid_change('events');
+
+-- the online pointer: the current champion of each (exchange, symbol, timeframe,
+-- model_type). The primary key makes "exactly one champion" a database rule. Upserted
+-- (insert ... on conflict do update) in the transaction that writes the event which
+-- made the version champion: promotion, manual_promotion or manual_rollback.
+create table if not exists raw.model_champions (
+    exchange    text        not null,
+    symbol      text        not null,
+    timeframe   text        not null,
+    model_type  text        not null,
+    version_id  text        not null references raw.model_versions (version_id),
+    since       timestamptz not null default now(),
+    event_id    bigint      not null references raw.model_events (event_id),
+    primary key (exchange, symbol, timeframe, model_type)
+);
+
+-- which revision of this DDL the warehouse has; brain_lib.dbt.ensure_raw_schema reads
+-- it and runs create_raw_tables when it differs from var('raw_schema_version')
+comment on schema raw is 'brain raw schema v{{ var("raw_schema_version") }}';
 {% endmacro %}
 
 
 {% macro create_raw_tables() %}
     {% call statement('create_raw_tables', auto_begin=True) %}
         {{ raw_schema_ddl() }}
+        {{ composite_score_ddl() }}
     {% endcall %}
     {% do adapter.commit() %}
-    {{ log("raw tables ensured: raw.ohlcv, raw.model_versions, raw.model_metrics, raw.model_events", info=True) }}
+    {{ log("raw tables ensured: raw.ohlcv, raw.model_versions, raw.model_metrics, raw.model_events, raw.model_champions; functions brain.composite_score and brain.score_*", info=True) }}
 {% endmacro %}

@@ -1,20 +1,14 @@
 {#-
     One row per model version with its out-of-sample metrics, the bounded component
-    scores and the composite score. The formula is written here, once; it is
-    explained in the docs block `composite_score_formula` (_marts__docs.md) and its
-    weights are the dbt var `composite_weights` (dbt_project.yml).
+    scores and the composite score. The formula is NOT written here: the columns call
+    the SQL functions brain.score_* and brain.composite_score (macros/composite_score.sql,
+    created by the on-run-start hook), the same functions Python uses to judge a
+    challenger. It is explained in the docs block `composite_score_formula`
+    (_marts__docs.md); its weights are the dbt var `composite_weights` (dbt_project.yml).
 -#}
-{%- set weights = var('composite_weights') -%}
-{%- set components = ['sharpe', 'sortino', 'calmar', 'profit_factor', 'hit_ratio', 'max_drawdown'] -%}
-{%- for name in components if name not in weights -%}
-    {{ exceptions.raise_compiler_error("var composite_weights has no weight for '" ~ name ~ "'") }}
-{%- endfor -%}
-{%- set weight_list = [] -%}
-{%- for name in components -%}{%- do weight_list.append(weights[name]) -%}{%- endfor -%}
-{%- set weight_sum = weight_list | sum -%}
-{%- if (weight_sum - 1) | abs > 1e-9 -%}
-    {{ exceptions.raise_compiler_error("var composite_weights must sum to 1 (got " ~ weight_sum ~ ")") }}
-{%- endif -%}
+{#- validates the weights at compile time too, and records them in the compiled SQL -#}
+{%- set weights = composite_score_weights() %}
+-- composite weights: {% for name in composite_score_components() %}{{ name }} {{ weights[name] }}{{ ", " if not loop.last }}{% endfor %}
 
 with
 
@@ -78,20 +72,15 @@ versions_with_metrics as (
 
 component_scores as (
 
-    -- each score lies in [-1, 1]; NULL where the metric is undefined.
-    -- PostgreSQL's tanh(±Infinity) is ±1, so infinite ratios need no guard;
-    -- (pf - 1) / (pf + 1) is NaN for pf = Infinity, hence the case.
+    -- each score lies in [-1, 1]; NULL where the metric is undefined
     select
         *,
-        tanh(sharpe / 2) as score_sharpe,
-        tanh(sortino / 3) as score_sortino,
-        tanh(calmar / 3) as score_calmar,
-        case
-            when profit_factor = 'Infinity'::double precision then 1::double precision
-            else (profit_factor - 1) / (profit_factor + 1)
-        end as score_profit_factor,
-        2 * hit_ratio - 1 as score_hit_ratio,
-        1 + 2 * max_drawdown as score_max_drawdown
+        brain.score_sharpe(sharpe) as score_sharpe,
+        brain.score_sortino(sortino) as score_sortino,
+        brain.score_calmar(calmar) as score_calmar,
+        brain.score_profit_factor(profit_factor) as score_profit_factor,
+        brain.score_hit_ratio(hit_ratio) as score_hit_ratio,
+        brain.score_max_drawdown(max_drawdown) as score_max_drawdown
     from versions_with_metrics
 
 ),
@@ -101,10 +90,9 @@ composite as (
     -- weighted sum; an undefined component counts as 0 (neutral)
     select
         *,
-        {% for name in components -%}
-        {{ "" if loop.first else "+ " }}cast({{ weights[name] }} as double precision) * coalesce(score_{{ name }}, 0)
-        {% endfor -%}
-        as composite_score
+        brain.composite_score(
+            sharpe, sortino, calmar, profit_factor, hit_ratio, max_drawdown
+        ) as composite_score
     from component_scores
 
 )

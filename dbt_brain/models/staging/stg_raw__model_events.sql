@@ -30,6 +30,9 @@ renamed as (
         degradation::double precision as degradation,
         threshold::double precision as degradation_threshold,
 
+        -- both sides' metrics and whatever else the registry recorded (jsonb)
+        details,
+
         -- timestamps
         created_at as occurred_at
 

@@ -11,6 +11,7 @@ renamed as (
     select
         -- ids
         version_id,
+        challenged_version_id,
         run_id as flow_run_id,
         exchange,
         symbol,
@@ -22,6 +23,7 @@ renamed as (
         artifact_sha256,
         feature_set_hash,
         manifest,
+        code_version,
 
         -- training window
         train_start,
