@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from brain_lib.errors import NoModelError
 from brain_lib.registry import load_model
-from brain_lib.warehouse import connect, resolve_dsn
+from brain_lib.warehouse import open_connection, resolve_dsn
 
 if TYPE_CHECKING:
     from brain_lib.config import Settings
@@ -70,18 +70,45 @@ class BrainLibrary:
 
             dsn = resolve_dsn(settings or Settings())
         self._dsn = dsn
+        self._conn: Any = None
         self._cache: OrderedDict[str, Model] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         log.info("brain_library_integration_enabled", extra={"cache_size": cache_size})
 
+    # ------------------------------------------------------------- connection
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a read on the library's own connection (kept open; reopened once if the
+        server dropped it)."""
+        import psycopg
+
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.closed:
+                    self._conn = open_connection(self._dsn, autocommit=True)
+                try:
+                    cur = self._conn.execute(sql, params)
+                    return [d.name for d in cur.description or []], cur.fetchall()
+                except psycopg.OperationalError:
+                    self._conn = None
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Close the library's connection (it reopens on the next call)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
     # ----------------------------------------------------------------- models
 
     def _champions(self, symbol: str, model_type: str | None) -> list[tuple[Any, ...]]:
         """Champions of a symbol with their artifact, best composite score first."""
-        with connect(self._dsn) as conn:
-            rows = conn.execute(
-                """
+        _, rows = self._query(
+            """
                 select c.version_id, c.exchange, c.timeframe, c.model_type, c.since,
                        v.artifact_uri, v.artifact_sha256, v.manifest,
                        brain.composite_score(
@@ -100,8 +127,8 @@ class BrainLibrary:
                          v.artifact_uri, v.artifact_sha256, v.manifest
                 order by score desc nulls last, c.since desc
                 """,
-                (symbol, model_type, model_type),
-            ).fetchall()
+            (symbol, model_type, model_type),
+        )
         return rows
 
     def get_active_model(self, symbol: str, model_type: str | None = None) -> ActiveModel:
@@ -138,32 +165,28 @@ class BrainLibrary:
 
     def get_model_history(self, symbol: str) -> list[dict[str, Any]]:
         """Every promotion and rollback of ``symbol``, oldest first."""
-        with connect(self._dsn) as conn:
-            cur = conn.execute(
-                """
-                select event_id, created_at, event_type, exchange, timeframe, model_type,
-                       version_id, previous_version_id, champion_score, challenger_score,
-                       degradation, threshold, reason
-                from raw.model_events where symbol = %s order by created_at, event_id
-                """,
-                (symbol,),
-            )
-            names = [d.name for d in cur.description or []]
-            rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        names, found = self._query(
+            """
+            select event_id, created_at, event_type, exchange, timeframe, model_type,
+                   version_id, previous_version_id, champion_score, challenger_score,
+                   degradation, threshold, reason
+            from raw.model_events where symbol = %s order by created_at, event_id
+            """,
+            (symbol,),
+        )
+        rows = [dict(zip(names, row, strict=True)) for row in found]
         if not rows:
             raise NoModelError(f"no model history for {symbol}")
         return rows
 
     def get_best_model(self, symbol: str) -> dict[str, Any]:
         """The row of ``marts.best_model_per_symbol`` for ``symbol``."""
-        with connect(self._dsn) as conn:
-            cur = conn.execute(
-                "select * from marts.best_model_per_symbol where symbol = %s "
-                "order by composite_score desc limit 1",
-                (symbol,),
-            )
-            names = [d.name for d in cur.description or []]
-            row = cur.fetchone()
+        names, found = self._query(
+            "select * from marts.best_model_per_symbol where symbol = %s "
+            "order by composite_score desc limit 1",
+            (symbol,),
+        )
+        row = found[0] if found else None
         if row is None:
             raise NoModelError(f"no best model for {symbol} (is the mart built? brain dbt build)")
         return dict(zip(names, row, strict=True))

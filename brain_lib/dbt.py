@@ -166,7 +166,7 @@ def _run(
 
 def expected_raw_schema_version(project_dir: Path) -> str:
     """``var('raw_schema_version')`` of dbt_project.yml: the raw DDL revision."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
     project = yaml.safe_load((project_dir / "dbt_project.yml").read_text())
     return f"brain raw schema v{project['vars']['raw_schema_version']}"

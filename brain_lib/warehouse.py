@@ -42,6 +42,7 @@ __all__ = [
     "connect",
     "copy_ohlcv",
     "load_ohlcv",
+    "open_connection",
     "parse_dsn",
     "resolve_dsn",
 ]
@@ -211,19 +212,13 @@ def resolve_dsn(settings: Settings, *, start: bool = True) -> str:
 # ------------------------------------------------------------------- connections
 
 
-@contextlib.contextmanager
-def connect(
-    dsn: str, *, autocommit: bool = False, timeout: int = 10
-) -> Iterator[psycopg.Connection]:
-    """Open a psycopg connection; an unreachable server raises :class:`WarehouseUnavailableError`.
-
-    Without ``autocommit`` the block runs in one transaction: it commits when the
-    block ends and rolls back on an exception.
-    """
+def open_connection(dsn: str, *, autocommit: bool = False, timeout: int = 10) -> psycopg.Connection:
+    """A new psycopg connection; an unreachable server raises
+    :class:`WarehouseUnavailableError` naming where (never the password)."""
     import psycopg
 
     try:
-        conn = psycopg.connect(_libpq_dsn(dsn), autocommit=autocommit, connect_timeout=timeout)
+        return psycopg.connect(_libpq_dsn(dsn), autocommit=autocommit, connect_timeout=timeout)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         try:
@@ -231,7 +226,19 @@ def connect(
         except ConfigError:
             where = "the configured database"
         raise WarehouseUnavailableError(f"cannot reach the warehouse at {where}: {first}") from None
-    with conn:
+
+
+@contextlib.contextmanager
+def connect(
+    dsn: str, *, autocommit: bool = False, timeout: int = 10
+) -> Iterator[psycopg.Connection]:
+    """A connection for one block; an unreachable server raises
+    :class:`WarehouseUnavailableError`.
+
+    Without ``autocommit`` the block runs in one transaction: it commits when the
+    block ends and rolls back on an exception.
+    """
+    with open_connection(dsn, autocommit=autocommit, timeout=timeout) as conn:
         yield conn
 
 

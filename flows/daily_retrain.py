@@ -13,11 +13,11 @@ from datetime import datetime
 from itertools import product
 from typing import Any
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import State, flow, get_run_logger, unmapped
 from prefect.artifacts import create_table_artifact
 from prefect.context import get_run_context
 from prefect.futures import PrefectFuture
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, Failed
 
 from brain_lib.config import Settings
 from brain_lib.training import TrainingConfig

@@ -13,11 +13,11 @@ import inspect
 import time
 from typing import Any
 
+from prefect import State
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
-from prefect.states import State
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 
