@@ -202,7 +202,7 @@ def _metrics_table(rows: list[dict[str, Any]], title: str) -> Any:
     from rich.table import Table
 
     table = Table(title=title)
-    text_cols = ["symbol", "model_type", "status", "version_id"]
+    text_cols = ["symbol", "model_type", "status", "decision", "version_id"]
     number_cols = ["sharpe", "sortino", "hit_ratio", "profit_factor", "max_drawdown", "calmar"]
     for col in text_cols:
         table.add_column(col, no_wrap=True)

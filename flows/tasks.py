@@ -1,8 +1,9 @@
 """Prefect tasks shared by Brain's flows: thin wrappers around brain_lib.
 
-I/O tasks retry transient failures; pure computation never retries. Results stay in
-memory (``NO_CACHE``): DataFrames and fitted models are not pickled into Prefect's
-result store, and model artifacts go only through ``brain_lib.registry``.
+I/O tasks retry transient failures; pure computation never retries. No task caches or
+persists its result (``NO_CACHE``, ``persist_result=False``): DataFrames and fitted
+models are never pickled into Prefect's result store, a warehouse URL with a password
+never lands in a file, and model artifacts go only through ``brain_lib.registry``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@task(retries=3, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_transient)
+@task(
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
 def prepare_warehouse(settings: Settings) -> str:
     """Start the embedded warehouse if needed and make sure the raw schema exists."""
     dsn = warehouse.resolve_dsn(settings)
@@ -48,6 +55,7 @@ def prepare_warehouse(settings: Settings) -> str:
 
 @task(
     cache_policy=NO_CACHE,
+    persist_result=False,
     retries=3,
     retry_delay_seconds=IO_RETRY_DELAYS,
     retry_condition_fn=retry_transient,
@@ -81,7 +89,7 @@ def load_candles(
     return candles
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, persist_result=False)
 def build_training_set(
     candles: pd.DataFrame, config: training.TrainingConfig
 ) -> tuple[pd.DataFrame, pd.Series]:
@@ -89,7 +97,7 @@ def build_training_set(
     return training.build_dataset(candles, config.label_horizon)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, persist_result=False)
 def walk_forward(
     dataset: tuple[pd.DataFrame, pd.Series], config: training.TrainingConfig
 ) -> tuple[pd.Series, list[dict[str, Any]]]:
@@ -98,7 +106,7 @@ def walk_forward(
     return training.walk_forward_predictions(X, y, config)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, persist_result=False)
 def backtest_and_score(
     oos: tuple[pd.Series, list[dict[str, Any]]],
     candles: pd.DataFrame,
@@ -108,7 +116,7 @@ def backtest_and_score(
     return training.evaluate_predictions(oos[0], candles, config)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, persist_result=False)
 def fit_final_model(
     dataset: tuple[pd.DataFrame, pd.Series], config: training.TrainingConfig
 ) -> Model:
@@ -117,7 +125,7 @@ def fit_final_model(
     return training.fit_final(X, y, config)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, persist_result=False)
 def save_version_artifact(
     artifact_root: str,
     run_id: str | None,
@@ -150,6 +158,7 @@ def save_version_artifact(
 
 @task(
     cache_policy=NO_CACHE,
+    persist_result=False,
     retries=LAND_RETRIES,
     retry_delay_seconds=IO_RETRY_DELAYS,
     retry_condition_fn=retry_transient,
@@ -207,13 +216,19 @@ def land_version(
     }
 
 
-@task(retries=3, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_transient)
+@task(
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
 def replay_spool(dsn: str, spool_dir: Path) -> spool.ReplayReport:
     """Land the record sets an earlier run could not write."""
     return spool.replay(dsn, spool_dir)
 
 
-@task(retries=1, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=5)
 def dbt_build(dsn: str, project_dir: Path, state_dir: Path, select: str | None = None) -> str:
     """``dbt build`` of the warehouse (marts and their tests)."""
     args = ["build"] + (["--select", select] if select else [])
