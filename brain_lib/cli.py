@@ -446,12 +446,16 @@ def models_show(version: Annotated[str, typer.Argument(help="Version id.")]) -> 
     """Manifest, metrics, artifact location and champion status of one version."""
     import json
 
-    from brain_lib.registry import get_version
+    from brain_lib.registry import get_version, load_model
     from brain_lib.warehouse import connect
 
     dsn = _prepare(_settings())
     with connect(dsn) as conn:
         info = get_version(conn, version)
+    # a version is only worth showing if it can be served: refuse a missing or changed
+    # artifact and a manifest from a newer Brain, with the reason
+    load_model(info.artifact_uri, info.artifact_sha256, info.manifest, info.version_id)
+    with connect(dsn) as conn:
         metrics = conn.execute(
             "select scope, metric, value from raw.model_metrics where version_id = %s "
             "order by scope, metric",
@@ -466,7 +470,7 @@ def models_show(version: Annotated[str, typer.Argument(help="Version id.")]) -> 
         f"{info.timeframe} {info.model_type}"
     )
     console.print(f"trained_at: {info.created_at:%Y-%m-%d %H:%M:%S %Z}   run: {info.run_id or '-'}")
-    console.print(f"artifact:   {info.artifact_uri}  (sha256 {info.artifact_sha256})")
+    console.print(f"artifact:   {info.artifact_uri}  (sha256 {info.artifact_sha256}, verified)")
     since = f"yes, since {champion[0]:%Y-%m-%d %H:%M:%S}" if champion else "no"
     console.print(f"champion:   {since}")
     console.print(

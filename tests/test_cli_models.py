@@ -187,3 +187,47 @@ def test_bad_requests_are_one_line_errors(
     assert lines == [f"error: {message}"] or (len(lines) == 1 and message in lines[0]), proc.stderr
     with connect(dsn) as conn:
         assert conn.execute("select count(*) from raw.model_events").fetchone() == before
+
+
+def test_corrupt_missing_and_newer_versions_are_refused(
+    trained: tuple[str, dict[str, str]],
+) -> None:
+    from psycopg.types.json import Jsonb
+
+    dsn, env = trained
+    with connect(dsn) as conn:
+        version_id, uri, manifest = conn.execute(
+            "select version_id, artifact_uri, manifest from raw.model_versions "
+            "where symbol = 'BTC/USDT' order by created_at limit 1"
+        ).fetchone()  # type: ignore[misc]
+    path = Path(uri)
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original[:-100])
+        proc = brain("models", "show", version_id, env=env)
+        assert proc.returncode == 2 and "refusing to load a changed artifact" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        path.unlink()
+        proc = brain("models", "show", version_id, env=env)
+        assert proc.returncode == 2 and "artifact is missing" in proc.stderr
+    finally:
+        path.write_bytes(original)
+    assert brain("models", "show", version_id, env=env).returncode == 0
+
+    # a version written by a newer Brain (manifest format 99)
+    newer = {**manifest, "manifest_format": 99, "version_id": "btc.future.v99"}
+    with connect(dsn) as conn:
+        conn.execute(
+            """
+            insert into raw.model_versions (
+                version_id, exchange, symbol, timeframe, model_type, manifest, artifact_uri,
+                artifact_sha256, feature_set_hash, train_start, train_end, n_rows
+            ) select 'btc.future.v99', exchange, symbol, timeframe, model_type, %s,
+                     artifact_uri, artifact_sha256, feature_set_hash, train_start, train_end, n_rows
+              from raw.model_versions where version_id = %s
+            """,
+            (Jsonb(newer), version_id),
+        )
+    proc = brain("models", "show", "btc.future.v99", env=env)
+    assert proc.returncode == 2
+    assert "manifest format 99 is newer than this Brain reads" in proc.stderr
