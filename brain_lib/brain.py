@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from brain_lib.errors import NoModelError
-from brain_lib.registry import load_model
+from brain_lib.registry import COMPOSITE_OF_METRICS_SQL, load_model
 from brain_lib.warehouse import open_connection, resolve_dsn
 
 if TYPE_CHECKING:
@@ -108,17 +108,10 @@ class BrainLibrary:
     def _champions(self, symbol: str, model_type: str | None) -> list[tuple[Any, ...]]:
         """Champions of a symbol with their artifact, best composite score first."""
         _, rows = self._query(
-            """
+            f"""
                 select c.version_id, c.exchange, c.timeframe, c.model_type, c.since,
                        v.artifact_uri, v.artifact_sha256, v.manifest,
-                       brain.composite_score(
-                           max(m.value) filter (where m.metric = 'sharpe'),
-                           max(m.value) filter (where m.metric = 'sortino'),
-                           max(m.value) filter (where m.metric = 'calmar'),
-                           max(m.value) filter (where m.metric = 'profit_factor'),
-                           max(m.value) filter (where m.metric = 'hit_ratio'),
-                           max(m.value) filter (where m.metric = 'max_drawdown')
-                       ) as score
+                       {COMPOSITE_OF_METRICS_SQL} as score
                 from raw.model_champions c
                 join raw.model_versions v on v.version_id = c.version_id
                 left join raw.model_metrics m on m.version_id = c.version_id and m.scope = 'oos'

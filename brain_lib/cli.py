@@ -399,20 +399,15 @@ def models_list(
     from rich.table import Table
 
     from brain_lib.errors import NoModelError
+    from brain_lib.registry import COMPOSITE_OF_METRICS_SQL
     from brain_lib.warehouse import connect
 
     dsn = _prepare(_settings())
     with connect(dsn) as conn:
         rows = conn.execute(
-            """
+            f"""
             select v.version_id, v.symbol, v.model_type, v.created_at,
-                   brain.composite_score(
-                       max(m.value) filter (where m.metric = 'sharpe'),
-                       max(m.value) filter (where m.metric = 'sortino'),
-                       max(m.value) filter (where m.metric = 'calmar'),
-                       max(m.value) filter (where m.metric = 'profit_factor'),
-                       max(m.value) filter (where m.metric = 'hit_ratio'),
-                       max(m.value) filter (where m.metric = 'max_drawdown')),
+                   {COMPOSITE_OF_METRICS_SQL},
                    max(m.value) filter (where m.metric = 'sharpe'),
                    bool_or(c.version_id is not null)
             from raw.model_versions v

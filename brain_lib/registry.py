@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHAMPION_CHANGING_EVENTS",
+    "COMPOSITE_OF_METRICS_SQL",
     "ChallengerRecord",
     "Decision",
     "RegisteredVersion",
@@ -81,6 +82,12 @@ log = logging.getLogger(__name__)
 SUPPORTED_MANIFEST_FORMAT = 1
 CHAMPION_CHANGING_EVENTS = ("promotion", "manual_promotion", "manual_rollback")
 SCORED_METRICS = ("sharpe", "sortino", "calmar", "profit_factor", "hit_ratio", "max_drawdown")
+
+# The composite score of a version, as an aggregate over its raw.model_metrics rows
+# (alias ``m``, grouped by version): the SQL function the marts use, fed the pivot.
+COMPOSITE_OF_METRICS_SQL = "brain.composite_score({})".format(
+    ", ".join(f"max(m.value) filter (where m.metric = '{name}')" for name in SCORED_METRICS)
+)
 
 
 # ------------------------------------------------------------------- artifacts
