@@ -48,7 +48,17 @@ __all__ = [
 ]
 
 MANIFEST_FORMAT = 1
-_LIBRARIES = ("brain", "lightgbm", "numpy", "pandas", "scikit-learn", "prefect", "dbt-core")
+_LIBRARIES = (
+    "brain",
+    "lightgbm",
+    "xgboost",
+    "xgboost-cpu",
+    "shap",
+    "numpy",
+    "pandas",
+    "prefect",
+    "dbt-core",
+)
 
 
 @dataclass(frozen=True)

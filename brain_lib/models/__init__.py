@@ -9,5 +9,13 @@ from __future__ import annotations
 
 from brain_lib.models._base import MODEL_TYPES, Model, get_model, register_model_type
 from brain_lib.models._lightgbm import LightGBMModel
+from brain_lib.models._xgboost import XGBoostModel
 
-__all__ = ["MODEL_TYPES", "LightGBMModel", "Model", "get_model", "register_model_type"]
+__all__ = [
+    "MODEL_TYPES",
+    "LightGBMModel",
+    "Model",
+    "XGBoostModel",
+    "get_model",
+    "register_model_type",
+]

@@ -11,7 +11,7 @@ import pandas as pd
 
 from brain_lib.errors import ConfigError
 
-__all__ = ["MODEL_TYPES", "Model", "get_model", "register_model_type"]
+__all__ = ["MODEL_TYPES", "Model", "check_feature_columns", "get_model", "register_model_type"]
 
 
 @runtime_checkable
@@ -40,6 +40,15 @@ class Model(Protocol):
 
 
 MODEL_TYPES: dict[str, Callable[..., Model]] = {}
+
+
+def check_feature_columns(expected: list[str], X: pd.DataFrame) -> None:
+    """Refuse a frame whose columns are not exactly the features a model was trained on."""
+    if list(X.columns) != list(expected):
+        raise ValueError(
+            "feature columns differ from the ones the model was trained on: "
+            f"expected {list(expected)}, got {list(X.columns)}"
+        )
 
 
 def register_model_type(name: str, factory: Callable[..., Model]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from brain_lib.models._base import register_model_type
+from brain_lib.models._base import check_feature_columns, register_model_type
 
 __all__ = ["DEFAULT_PARAMS", "LightGBMModel"]
 
@@ -74,11 +74,7 @@ class LightGBMModel:
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        if list(X.columns) != self.feature_names:
-            raise ValueError(
-                "feature columns differ from the ones the model was trained on: "
-                f"expected {self.feature_names}, got {list(X.columns)}"
-            )
+        check_feature_columns(self.feature_names, X)
         return np.asarray(self.booster.predict(X.to_numpy(dtype=float)), dtype=float)
 
     def save(self, path: Path) -> None:
