@@ -156,6 +156,34 @@ class BrainLibrary:
                 self._cache.popitem(last=False)
         return model
 
+    def get_top_features(
+        self, symbol: str, n: int = 10, method: str = "shap", model_type: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The ``n`` most important features of the active model of ``symbol`` by
+        ``method`` (``shap``, ``permutation`` or ``correlation``), from its most recent
+        importance computation: feature, importance, normalised, rank, computed_at."""
+        rows = self._champions(symbol, model_type)
+        if not rows:
+            what = f"{symbol} ({model_type})" if model_type else symbol
+            raise NoModelError(f"no champion model for {what}")
+        version_id = rows[0][0]
+        names, found = self._query(
+            """
+            select feature, importance, normalised, rank, kind, computed_at
+            from raw.feature_importance
+            where version_id = %s and method = %s and rank is not null
+              and computed_at = (
+                  select max(computed_at) from raw.feature_importance
+                  where version_id = %s and method = %s)
+            order by rank
+            limit %s
+            """,
+            (version_id, method, version_id, method, n),
+        )
+        if not found:
+            raise NoModelError(f"no {method} importance stored for {version_id}")
+        return [dict(zip(names, row, strict=True)) for row in found]
+
     def get_model_history(self, symbol: str) -> list[dict[str, Any]]:
         """Every promotion and rollback of ``symbol``, oldest first."""
         names, found = self._query(

@@ -58,6 +58,7 @@ __all__ = [
     "STATUS_SKIPPED",
     "ImportanceResult",
     "correlation_importance",
+    "importance_rows",
     "permutation_importance",
     "shap_importance",
 ]
@@ -733,3 +734,52 @@ def correlation_importance(
         n_rows=len(Xl),
         details={"with_predictions": pred is not None},
     )
+
+
+def importance_rows(result: ImportanceResult) -> list[dict[str, Any]]:
+    """Flatten a result into rows for ``raw.feature_importance``.
+
+    One row per ranked feature, one per skipped feature (importance NULL, with the
+    reason), or, when the whole method was skipped, one row with feature ``"*"``.
+    """
+    start, end = result.window if result.window is not None else (None, None)
+    base = {
+        "method": result.method,
+        "window_start": start,
+        "window_end": end,
+        "n_rows": int(result.n_rows),
+    }
+    if not result.ok:
+        return [
+            {
+                **base,
+                "feature": "*",
+                "importance": None,
+                "normalised": None,
+                "rank": None,
+                "skipped_reason": result.reason,
+            }
+        ]
+    rows = [
+        {
+            **base,
+            "feature": str(feature),
+            "importance": float(row["importance"]),
+            "normalised": float(row["normalised"]),
+            "rank": int(row["rank"]),
+            "skipped_reason": None,
+        }
+        for feature, row in result.table.iterrows()
+    ]
+    rows += [
+        {
+            **base,
+            "feature": feature,
+            "importance": None,
+            "normalised": None,
+            "rank": None,
+            "skipped_reason": reason,
+        }
+        for feature, reason in sorted(result.skipped.items())
+    ]
+    return rows

@@ -350,12 +350,20 @@ class ChallengerRecord:
     train_end: pd.Timestamp
     n_rows: int
     run_id: str | None = None
+    importance: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         for key in ("oos_start", "oos_end", "train_start", "train_end"):
             out[key] = pd.Timestamp(out[key]).isoformat()
         out["metrics"] = {k: _json_float(v) for k, v in self.metrics.items()}
+        out["importance"] = [
+            {
+                k: pd.Timestamp(v).isoformat() if isinstance(v, datetime | pd.Timestamp) else v
+                for k, v in row.items()
+            }
+            for row in self.importance
+        ]
         return out
 
     @classmethod
@@ -453,6 +461,34 @@ def _insert_metrics(cur: psycopg.Cursor[Any], record: ChallengerRecord) -> None:
                 record.oos_end.to_pydatetime(),
             )
             for name, value in sorted(record.metrics.items())
+        ],
+    )
+
+
+def _insert_importance(cur: psycopg.Cursor[Any], record: ChallengerRecord) -> None:
+    if not record.importance:
+        return
+    cur.executemany(
+        """
+        insert into raw.feature_importance (
+            version_id, kind, method, feature, importance, normalised, rank, skipped_reason,
+            window_start, window_end, n_rows
+        ) values (%s, 'training', %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        [
+            (
+                record.version_id,
+                row["method"],
+                row["feature"],
+                row["importance"],
+                row["normalised"],
+                row["rank"],
+                row["skipped_reason"],
+                row["window_start"],
+                row["window_end"],
+                row["n_rows"],
+            )
+            for row in record.importance
         ],
     )
 
@@ -564,8 +600,9 @@ def judge_and_record(
     """Judge a challenger against the champion on the same window and land everything.
 
     One transaction: advisory lock → read the champion → score both → insert version,
-    metrics, event → move the champion pointer on promotion. Landing a version that is
-    already stored does nothing (idempotent; used by the spool).
+    metrics, feature importance, event → move the champion pointer on promotion.
+    Landing a version that is already stored does nothing (idempotent; used by the
+    spool).
     """
     with conn.transaction(), conn.cursor() as cur:
         _lock(conn, record.exchange, record.symbol, record.timeframe, record.model_type)
@@ -612,6 +649,7 @@ def judge_and_record(
         record.manifest["challenged_version_id"] = decision.champion_version_id
         _insert_version(cur, record, decision.champion_version_id)
         _insert_metrics(cur, record)
+        _insert_importance(cur, record)
         event_id = _insert_event(
             cur,
             event_type=decision.action,
@@ -661,7 +699,10 @@ def judge_and_record(
 
 
 def record_from_result(
-    result: TrainingResult, stored: RegisteredVersion, run_id: str | None
+    result: TrainingResult,
+    stored: RegisteredVersion,
+    run_id: str | None,
+    importance: list[dict[str, Any]] | None = None,
 ) -> ChallengerRecord:
     """The record of a freshly trained and saved version."""
     start, end = result.oos_window
@@ -681,6 +722,7 @@ def record_from_result(
         train_end=result.train_end,
         n_rows=result.n_rows,
         run_id=run_id,
+        importance=list(importance or []),
     )
 
 
@@ -694,13 +736,16 @@ def register_version(
     threshold: float = 0.05,
     run_id: str | None = None,
     at: datetime | None = None,
+    importance: list[dict[str, Any]] | None = None,
 ) -> tuple[RegisteredVersion, Decision]:
-    """Save the artifact, then judge and land the version (one transaction)."""
+    """Save the artifact, then judge and land the version with its metrics, feature
+    importance (rows of :func:`brain_lib.training.version_importance`) and event in
+    one transaction."""
     from brain_lib.training import TrainingConfig
 
     version_id = new_version_id(result.symbol, result.manifest["model_type"])
     stored = save_artifact(result, artifact_root, version_id)
-    record = record_from_result(result, stored, run_id)
+    record = record_from_result(result, stored, run_id, importance)
     if candles is None:
         raise ValueError("candles are needed to replay the champion on the same window")
     decision = judge_and_record(

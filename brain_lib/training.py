@@ -44,6 +44,7 @@ __all__ = [
     "fit_final",
     "recipe_key",
     "train_symbol",
+    "version_importance",
     "walk_forward_predictions",
 ]
 
@@ -217,6 +218,55 @@ def evaluate_predictions(
 def fit_final(X: pd.DataFrame, y: pd.Series, config: TrainingConfig) -> Model:
     """The model of the version: refit on the whole training window."""
     return get_model(config.model_type, **config.params).fit(X, y)
+
+
+def version_importance(
+    model: Model,
+    X: pd.DataFrame,
+    y: pd.Series,
+    oos: pd.Series,
+    candles: pd.DataFrame,
+    config: TrainingConfig,
+    *,
+    max_rows: int = 2000,
+    n_repeats: int = 3,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Feature importance of a new version, as rows for ``raw.feature_importance``.
+
+    * SHAP: the version's model on (a seeded sample of) the out-of-sample rows;
+    * correlation: Spearman of each feature with the label and with the out-of-sample
+      prediction, on the out-of-sample rows;
+    * permutation: needs a model that never saw the rows it is scored on, so a model
+      is fit on the last walk-forward fold's (purged, embargoed) training rows and
+      scored on that fold's test rows — one extra fit.
+    """
+    from brain_lib import importance as imp
+
+    rows_oos = X.loc[oos.index]
+    results = [
+        imp.shap_importance(model, rows_oos, max_rows=max_rows, seed=seed),
+        imp.correlation_importance(rows_oos, y.loc[oos.index], predictions=oos),
+    ]
+    train_idx, test_idx = list(config.splitter().split(X))[-1]
+    fold_model = get_model(config.model_type, **config.params).fit(
+        X.iloc[train_idx], y.iloc[train_idx]
+    )
+    results.append(
+        imp.permutation_importance(
+            fold_model,
+            X.iloc[test_idx],
+            y.iloc[test_idx],
+            candles["close"],
+            n_repeats=n_repeats,
+            seed=seed,
+            max_rows=max_rows,
+            fee_bps=config.fee_bps,
+            threshold=config.threshold,
+            timeframe=config.timeframe,
+        )
+    )
+    return [row for result in results for row in imp.importance_rows(result)]
 
 
 def check_enough_rows(

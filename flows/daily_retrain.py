@@ -1,10 +1,11 @@
 """Flow ``daily-retrain``: one model per symbol × model type, judged out of sample.
 
 Per symbol and model type, as mapped tasks: load candles → features and labels →
-purged walk-forward → backtest and metrics → final fit → version + metrics (one
-transaction). Then ``dbt build`` of the marts and a table artifact of the run's
-metrics. A symbol that fails does not sink the others; the run ends Failed, with a
-per-symbol summary, when any did.
+purged walk-forward → backtest and metrics → final fit → feature importance →
+artifact → judged against the champion → version, metrics, importance, event and
+champion pointer (one transaction). Then ``dbt build`` of the marts and a table
+artifact of the run's metrics. A symbol that fails does not sink the others; the run
+ends Failed, with a per-symbol summary, when any did.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from brain_lib.training import TrainingConfig
 from flows.tasks import (
     backtest_and_score,
     build_training_set,
+    compute_importance,
     dbt_build,
     fit_final_model,
     land_version,
@@ -131,6 +133,7 @@ def daily_retrain(
     oos = walk_forward.map(dataset, configs)
     scored = backtest_and_score.map(oos, candles, configs)
     model = fit_final_model.map(dataset, configs)
+    importance = compute_importance.map(model, dataset, oos, candles, configs)
     records = save_version_artifact.map(
         unmapped(settings.artifact_location),
         unmapped(run_id),
@@ -142,6 +145,7 @@ def daily_retrain(
         oos,
         scored,
         model,
+        importance,
     )
     registered = land_version.map(
         unmapped(dsn),
@@ -165,7 +169,8 @@ def daily_retrain(
             row["error"] = ""
             row.update({k: round(out[k], 4) for k in SUMMARY_METRICS})
         else:
-            stages = [candles[i], dataset[i], oos[i], scored[i], model[i], records[i], fut]
+            stages = [candles[i], dataset[i], oos[i], scored[i], model[i], importance[i]]
+            stages += [records[i], fut]
             row.update(status="failed", version_id="", decision="", champion="", reason="")
             row["error"] = _first_failure(stages)
             row.update({k: None for k in SUMMARY_METRICS})

@@ -126,6 +126,19 @@ def fit_final_model(
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
+def compute_importance(
+    model: Model,
+    dataset: tuple[pd.DataFrame, pd.Series],
+    oos: tuple[pd.Series, list[dict[str, Any]]],
+    candles: pd.DataFrame,
+    config: training.TrainingConfig,
+) -> list[dict[str, Any]]:
+    """SHAP, permutation and correlation importance of the new version."""
+    X, y = dataset
+    return training.version_importance(model, X, y, oos[0], candles, config)
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
 def save_version_artifact(
     artifact_root: str,
     run_id: str | None,
@@ -137,6 +150,7 @@ def save_version_artifact(
     oos: tuple[pd.Series, list[dict[str, Any]]],
     scored: tuple[BacktestResult, dict[str, float]],
     model: Model,
+    importance: list[dict[str, Any]],
 ) -> registry.ChallengerRecord:
     """Write the artifact and its manifest (native format, sha256) under a new version id."""
     result = training.assemble_result(
@@ -153,7 +167,7 @@ def save_version_artifact(
     )
     version_id = registry.new_version_id(symbol, config.model_type)
     stored = registry.save_artifact(result, artifact_root, version_id)
-    return registry.record_from_result(result, stored, run_id)
+    return registry.record_from_result(result, stored, run_id, importance)
 
 
 @task(

@@ -14,7 +14,7 @@ from brain_lib.dbt import run_dbt
 from brain_lib.errors import ArtifactError, NoModelError
 from brain_lib.market import SyntheticMarket
 from brain_lib.registry import register_version
-from brain_lib.training import TrainingConfig, build_dataset, train_symbol
+from brain_lib.training import TrainingConfig, build_dataset, train_symbol, version_importance
 from brain_lib.warehouse import connect
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,9 +31,16 @@ def candles() -> pd.DataFrame:
 def stored(warehouse_dsn: str, candles: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("artifacts")
     result = train_symbol(candles, exchange="synthetic", symbol="ETH/USDT", config=CONFIG)
+    X, y = build_dataset(candles, 1)
+    importance = version_importance(result.model, X, y, result.oos_predictions, candles, CONFIG)
     with connect(warehouse_dsn) as conn:
         version, _ = register_version(
-            conn, result, artifact_root=str(root), candles=candles, config=CONFIG
+            conn,
+            result,
+            artifact_root=str(root),
+            candles=candles,
+            config=CONFIG,
+            importance=importance,
         )
     run_dbt(["build"], dsn=warehouse_dsn, project_dir=REPO / "dbt_brain", state_dir=root / "dbt")
     return version, result
@@ -109,3 +116,16 @@ def test_unknown_symbol_is_a_clear_error(warehouse_dsn: str, stored) -> None:  #
         library.get_model_history("DOGE/USDT")
     with pytest.raises(NoModelError, match="no best model for DOGE/USDT"):
         library.get_best_model("DOGE/USDT")
+
+
+def test_top_features_come_from_the_stored_importance(warehouse_dsn: str, stored) -> None:  # type: ignore[no-untyped-def]
+    library = BrainLibrary(dsn=warehouse_dsn)
+    top = library.get_top_features("ETH/USDT", n=5, method="shap")
+    assert [row["rank"] for row in top] == [1, 2, 3, 4, 5]
+    assert top[0]["importance"] >= top[-1]["importance"] > 0
+    assert all(row["kind"] == "training" for row in top)
+    correlation = library.get_top_features("ETH/USDT", n=3, method="correlation")
+    # the demo market mean-reverts hour to hour: the last return leads the ranking
+    assert correlation[0]["feature"] == "ret_1"
+    with pytest.raises(NoModelError, match="no champion model for DOGE/USDT"):
+        library.get_top_features("DOGE/USDT")

@@ -96,6 +96,20 @@ RAW_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("since", "timestamp with time zone", "NO"),
         ("event_id", "bigint", "NO"),
     ],
+    "feature_importance": [
+        ("version_id", "text", "NO"),
+        ("kind", "text", "NO"),
+        ("method", "text", "NO"),
+        ("feature", "text", "NO"),
+        ("importance", "double precision", "YES"),
+        ("normalised", "double precision", "YES"),
+        ("rank", "integer", "YES"),
+        ("skipped_reason", "text", "YES"),
+        ("window_start", "timestamp with time zone", "YES"),
+        ("window_end", "timestamp with time zone", "YES"),
+        ("n_rows", "integer", "NO"),
+        ("computed_at", "timestamp with time zone", "NO"),
+    ],
 }
 
 RAW_PRIMARY_KEYS = {
@@ -104,17 +118,19 @@ RAW_PRIMARY_KEYS = {
     "model_metrics": ["version_id", "scope", "metric"],
     "model_events": ["event_id"],
     "model_champions": ["exchange", "symbol", "timeframe", "model_type"],
+    "feature_importance": ["version_id", "kind", "method", "feature", "computed_at"],
 }
 
 # (table, column) -> referenced table.column
 RAW_FOREIGN_KEYS = {
+    ("feature_importance", "version_id"): "model_versions.version_id",
     ("model_champions", "event_id"): "model_events.event_id",
     ("model_champions", "version_id"): "model_versions.version_id",
     ("model_metrics", "version_id"): "model_versions.version_id",
     ("model_versions", "challenged_version_id"): "model_versions.version_id",
 }
 
-APPEND_ONLY = ("model_versions", "model_metrics", "model_events")
+APPEND_ONLY = ("model_versions", "model_metrics", "model_events", "feature_importance")
 
 SCORE_FUNCTIONS = [
     "composite_score",

@@ -79,6 +79,16 @@ def test_daily_retrain_trains_every_symbol_and_builds_marts(
     assert all(v[2] == str(state.state_details.flow_run_id) for v in versions)
     assert all(v[3] == "3" for v in versions)  # BRAIN_N_SPLITS reached the walk-forward
     assert metrics == (2,)
+    with connect(dsn) as conn:
+        importance = conn.execute(
+            "select version_id, method, count(*) filter (where rank is not null), min(rank), "
+            "max(rank) from raw.feature_importance where kind = 'training' "
+            "group by 1, 2 order by 1, 2"
+        ).fetchall()
+    # every version has all three methods, ranked 1..k over its features
+    assert len(importance) == 2 * 3
+    assert {row[1] for row in importance} == {"shap", "permutation", "correlation"}
+    assert all(row[2] >= 15 and row[3] == 1 and row[4] == row[2] for row in importance)
     assert {b[1] for b in best} == {r["version_id"] for r in rows}
     for version_id, *_ in versions:
         assert (home / "artifacts" / version_id / "model.txt").exists()

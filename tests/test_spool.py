@@ -49,11 +49,16 @@ def _landed(dsn: str) -> dict[str, Any]:
             "select symbol, event_type, previous_version_id is null "
             "from raw.model_events order by symbol"
         ).fetchall()
+        importance = conn.execute(
+            "select v.symbol, i.method, i.feature, i.importance, i.rank "
+            "from raw.feature_importance i join raw.model_versions v using (version_id) "
+            "order by 1, 2, 3"
+        ).fetchall()
         counts = conn.execute(
             "select (select count(*) from raw.model_versions), "
             "(select count(*) from raw.model_champions)"
         ).fetchone()
-    return {"metrics": metrics, "events": events, "counts": counts}
+    return {"metrics": metrics, "importance": importance, "events": events, "counts": counts}
 
 
 @pytest.fixture

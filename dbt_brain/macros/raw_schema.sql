@@ -161,6 +161,33 @@ create table if not exists raw.model_champions (
     primary key (exchange, symbol, timeframe, model_type)
 );
 
+-- feature importance of a version: one row per (method, feature) of each computation.
+-- kind 'training': computed when the version was trained, in the same transaction as
+-- the version; kind 'nightly': recomputed later on recent data. A feature left out
+-- (constant in the window) has importance NULL and skipped_reason set; a whole
+-- method skipped (too few rows, no explainer) is one row with feature '*'.
+create table if not exists raw.feature_importance (
+    version_id      text             not null references raw.model_versions (version_id),
+    kind            text             not null check (kind in ('training', 'nightly')),
+    method          text             not null check (method in ('shap', 'permutation', 'correlation')),
+    feature         text             not null,
+    importance      double precision null,
+    normalised      double precision null,
+    rank            integer          null,
+    skipped_reason  text             null,
+    window_start    timestamptz      null,
+    window_end      timestamptz      null,
+    n_rows          integer          not null,
+    computed_at     timestamptz      not null default now(),
+    primary key (version_id, kind, method, feature, computed_at)
+);
+create or replace trigger feature_importance_append_only
+    before update or delete on raw.feature_importance
+    for each row execute function raw.forbid_change('importance rows');
+create or replace trigger feature_importance_no_truncate
+    before truncate on raw.feature_importance
+    for each statement execute function raw.forbid_change('importance rows');
+
 -- which revision of this DDL the warehouse has; brain_lib.dbt.ensure_raw_schema reads
 -- it and runs create_raw_tables when it differs from var('raw_schema_version')
 comment on schema raw is 'brain raw schema v{{ var("raw_schema_version") }}';
