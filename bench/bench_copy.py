@@ -17,9 +17,16 @@ started in a temporary folder (stopped and removed at the end):
    so the same primary key and default), emptied before each repeat. It gets one frame
    that already carries exchange/symbol/timeframe columns (building it is not timed).
 
+4. ``server side alone`` (once, for reading the others): from a staged copy of the
+   loaded rows, ``INSERT ... ON CONFLICT DO NOTHING`` into the emptied table (the part
+   of ``copy_ohlcv`` no client code can speed up) and a straight binary ``COPY`` of the
+   same rows (the floor of any load into this table with its primary key).
+
 Candle generation, truncation between repeats and the row-count checks are not timed.
 Copy runs are repeated ``--repeats`` times (``raw.ohlcv`` truncated before each fresh
-load), ``to_sql`` ``--to-sql-repeats`` times (it is slow); medians are reported.
+load), ``to_sql`` ``--to-sql-repeats`` times (it is slow); medians are reported. Before
+each measurement the benchmark waits (``--quiet-wait`` seconds at most) until the
+machine is idle, since other processes on the CPU distort every figure.
 
 Reading the output: one line per measurement with the median seconds and rows/s, then
 ``to_sql / copy`` = median to_sql seconds / median fresh-copy seconds; the target is
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import statistics
 import sys
@@ -67,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--to-sql-repeats", type=int, default=1, help="repeats of to_sql")
     parser.add_argument("--chunksize", type=int, default=10_000, help="to_sql chunksize")
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic candles")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait at most for an idle machine before each measurement (0: never)",
+    )
     args = parser.parse_args(argv)
     for name in ("rows", "hours", "repeats", "to_sql_repeats", "chunksize"):
         if getattr(args, name) < 1:
@@ -129,6 +143,43 @@ def time_copy(dsn: str, candles: dict[str, pd.DataFrame]) -> tuple[float, LoadRe
     return time.perf_counter() - start, LoadReport(added=added, unchanged=unchanged)
 
 
+KEY_COLUMNS = "exchange, symbol, timeframe, ts, open, high, low, close, volume"
+
+
+def time_server_side(dsn: str, max_wait: float) -> tuple[float, float]:
+    """Server-side floors, no Python per row: seconds to (1) INSERT ... ON CONFLICT DO
+    NOTHING every row of ``raw.ohlcv`` from a staged copy into the emptied table (what
+    ``copy_ohlcv`` asks of the server), (2) binary COPY the same rows straight into
+    the emptied table (no staging, no conflict handling). Leaves the rows in place."""
+    with connect(dsn, autocommit=True) as conn:
+        conn.execute(f"create temp table bench_stage as select {KEY_COLUMNS} from raw.ohlcv")
+        with conn.cursor() as cur:
+            payload = bytearray()
+            with cur.copy("copy bench_stage to stdout (format binary)") as copy:
+                for chunk in copy:
+                    payload += chunk
+        conn.execute("truncate raw.ohlcv")
+        conn.execute("checkpoint")
+        wait_for_quiet(max_wait)
+        start = time.perf_counter()
+        conn.execute(
+            f"insert into raw.ohlcv ({KEY_COLUMNS}) select {KEY_COLUMNS} from bench_stage "
+            "on conflict (exchange, symbol, timeframe, ts) do nothing"
+        )
+        upsert = time.perf_counter() - start
+        conn.execute("truncate raw.ohlcv")
+        conn.execute("checkpoint")
+        wait_for_quiet(max_wait)
+        start = time.perf_counter()
+        with (
+            conn.cursor() as cur,
+            cur.copy(f"copy raw.ohlcv ({KEY_COLUMNS}) from stdin (format binary)") as copy,
+        ):
+            copy.write(bytes(payload))
+        straight = time.perf_counter() - start
+    return upsert, straight
+
+
 def time_to_sql(url: str, frame: pd.DataFrame, chunksize: int) -> float:
     """Seconds for ``frame.to_sql`` (append, default method) into the bench table."""
     from sqlalchemy import create_engine
@@ -151,6 +202,44 @@ def time_to_sql(url: str, frame: pd.DataFrame, chunksize: int) -> float:
         engine.dispose()
 
 
+def busy_cpu_seconds() -> float | None:
+    """CPU-seconds the whole machine has been busy since boot (None without /proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_quiet(max_wait: float) -> None:
+    """Sleep until the machine is idle (< 10% busy) for 2 s in a row, ``max_wait`` at most."""
+    cores = os.cpu_count() or 1
+    deadline = time.monotonic() + max_wait
+    quiet_in_row = 0
+    while max_wait > 0 and time.monotonic() < deadline:
+        before = busy_cpu_seconds()
+        time.sleep(1.0)
+        after = busy_cpu_seconds()
+        if before is None or after is None:
+            return
+        quiet_in_row = quiet_in_row + 1 if (after - before) / cores < 0.10 else 0
+        if quiet_in_row >= 2:
+            return
+
+
+def load_note() -> str:
+    """The 1-minute load average: other processes on the CPU distort every figure here."""
+    try:
+        one = os.getloadavg()[0]
+    except OSError:
+        return "load average unknown"
+    cores = os.cpu_count() or 1
+    busy = "  (BUSY: other processes compete for the CPU; figures will be noisy)"
+    return f"load average {one:.2f} on {cores} cores" + (busy if one > 0.5 else "")
+
+
 def fmt_line(label: str, times: list[float], rows: int) -> str:
     med = statistics.median(times)
     each = ", ".join(f"{t:.2f}" for t in times)
@@ -158,6 +247,7 @@ def fmt_line(label: str, times: list[float], rows: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    print(f"before start: {load_note()}")
     t0 = time.perf_counter()
     candles = make_candles(args.rows, args.hours, args.seed)
     n_rows = sum(len(f) for f in candles.values())
@@ -186,10 +276,12 @@ def run(args: argparse.Namespace) -> int:
         again_added: list[int] = []
         for i in range(args.repeats):
             truncate(dsn, "raw.ohlcv")
+            wait_for_quiet(args.quiet_wait)
             seconds, report = time_copy(dsn, candles)
             fresh.append(seconds)
             if report.added != n_rows:
                 failures.append(f"copy fresh #{i + 1} added {report.added:,}, not {n_rows:,}")
+            wait_for_quiet(args.quiet_wait)
             seconds, report = time_copy(dsn, candles)
             again.append(seconds)
             again_added.append(report.added)
@@ -200,10 +292,14 @@ def run(args: argparse.Namespace) -> int:
                 )
             print(f"  copy repeat {i + 1}: fresh {fresh[-1]:.2f} s, again {again[-1]:.2f} s")
 
+        upsert, straight = time_server_side(dsn, args.quiet_wait)
+        print(f"  server side only: upsert {upsert:.2f} s, straight COPY {straight:.2f} s")
+
         url = sqlalchemy_url(dsn)
         to_sql: list[float] = []
         for i in range(args.to_sql_repeats):
             truncate(dsn, f"public.{TO_SQL_TABLE}")
+            wait_for_quiet(args.quiet_wait)
             to_sql.append(time_to_sql(url, big, args.chunksize))
             print(f"  to_sql repeat {i + 1}: {to_sql[-1]:.2f} s")
 
@@ -226,6 +322,13 @@ def run(args: argparse.Namespace) -> int:
             f"to_sql / copy (fresh):     {ratio:6.1f}x  (target >= {TARGET_RATIO:.0f}x: {verdict})"
         )
         print(f"to_sql / copy (unchanged): {ratio_again:6.1f}x")
+        print(
+            f"server side alone (no Python per row, once): INSERT ... ON CONFLICT from a "
+            f"staged table {upsert:.2f} s ({n_rows / upsert:,.0f} rows/s, to_sql / it "
+            f"{statistics.median(to_sql) / upsert:.1f}x); straight binary COPY {straight:.2f} s "
+            f"({n_rows / straight:,.0f} rows/s, to_sql / it "
+            f"{statistics.median(to_sql) / straight:.1f}x)"
+        )
         print(
             f"rows: raw.ohlcv {in_raw:,}, {TO_SQL_TABLE} {in_bench:,}, "
             f"added by the second COPY: {', '.join(f'{n:,}' for n in again_added)}"

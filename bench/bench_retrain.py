@@ -16,32 +16,48 @@ Measured (wall-clock seconds, ``time.perf_counter``), ``--repeats`` times, inter
 
 * ``T_fits``: per symbol, the training set is built once (not timed) from the same
   365-day window the flow loads; then exactly the LightGBM fits the pipeline performs
-  are timed: one per purged walk-forward fold (``TrainingConfig().splitter()``) and the
-  final fit on all rows, each ``lightgbm.train`` on numpy arrays with
-  ``brain_lib.models._lightgbm.DEFAULT_PARAMS`` (``num_boost_round`` popped). Summed over
-  the symbols.
+  are timed, one after the other: one per purged walk-forward fold
+  (``TrainingConfig().splitter()``), the final fit on all rows, and the extra fit of
+  ``training.version_importance`` (the last fold's training rows, for permutation
+  importance). Each is ``lightgbm.train`` on numpy arrays laid out as the adapter makes
+  them, with ``brain_lib.models._lightgbm.DEFAULT_PARAMS`` (``num_boost_round``
+  popped). Summed over the symbols.
+* ``T_fits_concurrent``: the same fits scheduled as the flow's thread pool runs them
+  (per symbol the walk-forward folds and the final fit side by side, all symbols at
+  once, then the importance fits): what the flow's concurrency does to the fits.
 * ``T_pipeline``: the plain-Python pipeline, no Prefect: the warehouse check of
-  ``prepare_warehouse``, then per symbol the load of ``load_candles``, ``train_symbol``
-  and ``register_version`` (artifact + rows), i.e. what the flow does without
-  orchestration.
-* stages: the same pipeline once more with each stage timed on its own (load, features,
-  walk-forward, backtest + metrics, final fit, manifest, registry write).
+  ``prepare_warehouse``, then per symbol the body of the ``load_candles`` task,
+  ``train_symbol``, ``training.version_importance`` (SHAP, permutation, correlation)
+  and ``registry.register_version`` (artifact, judgement against the champion, rows).
+* stages: the same pipeline once more, each stage timed on its own.
 * ``T_flow_compute``: ``flows.runner.run_flow(daily_retrain, ..., lookback_days=365,
   build_marts=False)``: the whole flow, including Prefect's task orchestration and the
   wait until Prefect has recorded every task run, without dbt.
+* ``T_flow_serial``: the same flow with ``ThreadPoolTaskRunner(max_workers=1)``, one
+  task at a time: what it takes above ``T_pipeline`` is Prefect's own cost.
 
 Measured once: ``T_import`` (importing Prefect and the flow modules), ``T_startup``
 (the first run of a trivial flow: starts the temporary Prefect server), ``T_noop`` (a
-later run of the same trivial flow: Prefect's fixed cost per flow run) and ``T_dbt``
-(one ``dbt build`` of the marts after the runs).
+later run of the same trivial flow via ``run_flow``: Prefect's fixed cost per flow run)
+and ``T_dbt`` (one ``dbt build`` of the marts after the runs).
 
-Reading the output: per-repeat lines, then a table of medians. ``overhead`` =
-T_flow_compute / T_fits - 1 is the figure the target is about; ``pipeline overhead`` =
-T_pipeline / T_fits - 1 is the part of it Brain's own code (features, backtest,
-metrics, registry, predictions) costs, and ``Prefect overhead`` =
-(T_flow_compute - T_pipeline) / T_fits the part orchestration costs. The stage table and
-the per-task times Prefect recorded (tasks of different symbols run concurrently in
-threads, so those sums can exceed the flow's wall time) say where the time goes.
+Noise: a two-thread LightGBM fit gets several times slower when another process takes
+a core, and when LightGBM's OpenMP runtime has thread teams alive in more than one
+thread (see ``in_fresh_thread``). So every measurement that fits runs in a short-lived
+thread, and before each one the benchmark waits (``--quiet-wait`` seconds at most) for
+an idle machine; per repeat it prints the CPU-seconds other processes used meanwhile
+(``others``, from ``/proc/stat``; for the flow this includes Prefect's server and
+PostgreSQL, which work for the flow).
+
+Reading the output: per-repeat lines, then a table with the median and the minimum of
+each measure. ``overhead`` = T_flow_compute / T_fits - 1 (medians) is the figure the
+target is about. ``pipeline overhead`` = T_pipeline / T_fits - 1 is what Brain's own code
+around the fits costs (features, predictions, backtest, metrics, importance, registry);
+``Prefect overhead`` = (T_flow_compute - T_pipeline) / T_fits is what the flow adds, of
+which ``concurrency`` = T_fits_concurrent / T_fits - 1 is what running the fits side by
+side in threads costs (or saves) on this machine. The stage table and the per-task
+times Prefect recorded (summed over concurrent tasks, so they can exceed the flow's
+wall time) say where the time goes.
 
 Run from the repository root::
 
@@ -80,14 +96,17 @@ TIMEFRAME = "1h"
 DEMO_SEED = 7
 DEMO_AUTOCORR = -0.1
 TARGET_OVERHEAD = 0.30
+QUIET_SHARE = 0.10  # the machine counts as idle below 10% busy (all cores together)
 STAGES = (
     "load",
     "features",
     "walk-forward",
     "backtest+metrics",
     "final fit",
+    "importance",
     "manifest",
-    "registry write",
+    "artifact",
+    "judge+land",
 )
 
 T = TypeVar("T")
@@ -103,6 +122,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--symbols", type=int, default=3, choices=range(1, 4), help="how many demo symbols"
     )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait at most for an idle machine before each measurement (0: never)",
+    )
     parser.add_argument("--no-dbt", action="store_true", help="skip the dbt build timing")
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -112,10 +137,100 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def timed(fn: Callable[[], T]) -> tuple[float, T]:
+# ------------------------------------------------------------------ CPU gauge
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU-seconds the whole machine has been busy since boot (None without /proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+@dataclass
+class Timing:
+    """Wall seconds of one measurement and the CPU-seconds other processes used meanwhile."""
+
+    seconds: float
+    others: float | None
+
+
+def measure(fn: Callable[[], T]) -> tuple[Timing, T]:
+    """Call ``fn``; its wall time, the CPU others used meanwhile, and its result."""
+    busy0, own0 = busy_cpu_seconds(), own_cpu_seconds()
     start = time.perf_counter()
     out = fn()
-    return time.perf_counter() - start, out
+    seconds = time.perf_counter() - start
+    busy1, own1 = busy_cpu_seconds(), own_cpu_seconds()
+    others = None
+    if busy0 is not None and busy1 is not None:
+        others = max(0.0, (busy1 - busy0) - (own1 - own0))
+    return Timing(seconds, others), out
+
+
+def in_fresh_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a new thread that ends with it.
+
+    LightGBM's OpenMP runtime (libgomp) keeps a thread team per calling thread while that
+    thread lives; with more live team threads than cores it stops spinning between
+    parallel regions and every fit gets several times slower. Running each measurement
+    in a short-lived thread, as Prefect runs tasks, leaves no team behind in the main
+    thread to slow the measurements after it.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn).result()
+
+
+def live_threads() -> int:
+    """Threads of this process (OpenMP team threads included), where Linux says."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return -1
+
+
+def wait_for_quiet(max_wait: float) -> float | None:
+    """Sleep until the machine is idle for 2 s in a row (or ``max_wait`` passes).
+
+    Returns the busy share of the machine in the last second sampled (None when unknown).
+    """
+    cores = os.cpu_count() or 1
+    deadline = time.monotonic() + max_wait
+    quiet_in_row = 0
+    share: float | None = None
+    while max_wait > 0:
+        before = busy_cpu_seconds()
+        time.sleep(1.0)
+        after = busy_cpu_seconds()
+        if before is None or after is None:
+            return None
+        share = (after - before) / cores
+        quiet_in_row = quiet_in_row + 1 if share < QUIET_SHARE else 0
+        if quiet_in_row >= 2 or time.monotonic() > deadline:
+            break
+    return share
+
+
+def load_note() -> str:
+    """The 1-minute load average: other processes on the CPU distort every figure here."""
+    try:
+        one = os.getloadavg()[0]
+    except OSError:
+        return "load average unknown"
+    cores = os.cpu_count() or 1
+    busy = "  (BUSY: other processes compete for the CPU; figures will be noisy)"
+    return f"load average {one:.2f} on {cores} cores" + (busy if one > 0.5 else "")
 
 
 # ------------------------------------------------------------------- bare fits
@@ -126,21 +241,29 @@ class FitJob:
     """The arrays of one LightGBM fit the pipeline performs (sliced before timing)."""
 
     symbol: str
-    kind: str  # "fold" or "final"
+    kind: str  # "fold", "final" or "importance"
     X: np.ndarray
     y: np.ndarray
 
 
 def fit_jobs(candles: dict[str, pd.DataFrame], config: TrainingConfig) -> list[FitJob]:
-    """Every fit of the pipeline: one per walk-forward fold, then the final fit."""
+    """Every fit of the pipeline: one per walk-forward fold, the final fit, and the
+    extra fit of ``training.version_importance`` (on the last fold's training rows,
+    for permutation importance).
+
+    The arrays are made as ``LightGBMModel.fit`` makes them (``iloc`` then
+    ``to_numpy(dtype=float)``), so LightGBM sees the same memory layout.
+    """
     jobs: list[FitJob] = []
     for symbol, frame in candles.items():
         X, y = build_dataset(frame, config.label_horizon)
-        Xn = X.to_numpy(dtype=float)
-        yn = y.to_numpy(dtype=float)
-        for train_idx, _ in config.splitter().split(Xn):
-            jobs.append(FitJob(symbol, "fold", Xn[train_idx], yn[train_idx]))
-        jobs.append(FitJob(symbol, "final", Xn, yn))
+        folds = [
+            (X.iloc[train_idx].to_numpy(dtype=float), y.iloc[train_idx].to_numpy(dtype=float))
+            for train_idx, _ in config.splitter().split(X)
+        ]
+        jobs.extend(FitJob(symbol, "fold", Xf, yf) for Xf, yf in folds)
+        jobs.append(FitJob(symbol, "final", X.to_numpy(dtype=float), y.to_numpy(dtype=float)))
+        jobs.append(FitJob(symbol, "importance", *folds[-1]))
     return jobs
 
 
@@ -152,14 +275,42 @@ def time_bare_fits(jobs: list[FitJob]) -> dict[str, float]:
 
     params = dict(DEFAULT_PARAMS)
     rounds = int(params.pop("num_boost_round"))
-    out = {"fold": 0.0, "final": 0.0}
+    out = {"fold": 0.0, "final": 0.0, "importance": 0.0}
     for job in jobs:
         start = time.perf_counter()
         data = lgb.Dataset(job.X, label=job.y, free_raw_data=True)
         lgb.train(params, data, num_boost_round=rounds)
         out[job.kind] += time.perf_counter() - start
-    out["total"] = out["fold"] + out["final"]
+    out["total"] = out["fold"] + out["final"] + out["importance"]
     return out
+
+
+def time_bare_fits_as_flow(jobs: list[FitJob]) -> float:
+    """Seconds of the same fits scheduled as the flow's thread pool runs them.
+
+    Prefect's ThreadPoolTaskRunner starts every task whose inputs are ready: per symbol
+    the walk-forward (its folds one after the other) and the final fit run side by
+    side, and all symbols at once, each fit with LightGBM's own ``num_threads``; the
+    importance fits need both, so they run afterwards, side by side (an approximation:
+    in the flow one symbol's importance may overlap another's walk-forward).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    chains: dict[tuple[str, str], list[FitJob]] = defaultdict(list)
+    for job in jobs:
+        chains[(job.symbol, job.kind)].append(job)
+
+    def run_chain(chain: list[FitJob]) -> float:
+        return time_bare_fits(chain)["total"]
+
+    first = [c for (_, kind), c in chains.items() if kind != "importance"]
+    then = [c for (_, kind), c in chains.items() if kind == "importance"]
+    start = time.perf_counter()
+    for phase in (first, then):
+        if phase:
+            with ThreadPoolExecutor(max_workers=len(phase)) as pool:
+                list(pool.map(run_chain, phase))
+    return time.perf_counter() - start
 
 
 # ------------------------------------------------------------ plain pipeline
@@ -173,6 +324,7 @@ class Context:
     home: Path
     config: TrainingConfig
     artifact_root: str
+    threshold: float
     symbols: list[str]
     lookback_days: int
     load: Callable[..., pd.DataFrame] = field(repr=False)
@@ -191,19 +343,30 @@ def prepare(ctx: Context) -> None:
     ensure_raw_schema(ctx.dsn, project_dir=REPO / "dbt_brain", state_dir=ctx.home / "dbt")
 
 
-def time_pipeline(ctx: Context) -> float:
-    """Seconds of load + ``train_symbol`` + ``register_version`` for every symbol."""
+def run_pipeline(ctx: Context) -> None:
+    """load + ``train_symbol`` + ``version_importance`` + ``register_version`` for every
+    symbol, no Prefect. ``train_symbol`` does not hand back the training set, so it is
+    built once more for the importance (about 15 ms per symbol)."""
     from brain_lib.registry import register_version
-    from brain_lib.training import train_symbol
+    from brain_lib.training import train_symbol, version_importance
 
-    start = time.perf_counter()
+    cfg = ctx.config
     prepare(ctx)
     for symbol in ctx.symbols:
         candles = load_window(ctx, symbol)
-        result = train_symbol(candles, exchange=EXCHANGE, symbol=symbol, config=ctx.config)
+        result = train_symbol(candles, exchange=EXCHANGE, symbol=symbol, config=cfg)
+        X, y = build_dataset(candles, cfg.label_horizon)
+        importance = version_importance(result.model, X, y, result.oos_predictions, candles, cfg)
         with connect(ctx.dsn) as conn:
-            register_version(conn, result, artifact_root=ctx.artifact_root)
-    return time.perf_counter() - start
+            register_version(
+                conn,
+                result,
+                artifact_root=ctx.artifact_root,
+                candles=candles,
+                config=cfg,
+                threshold=ctx.threshold,
+                importance=importance,
+            )
 
 
 class Stopwatch:
@@ -221,10 +384,10 @@ class Stopwatch:
             self.seconds[name] += time.perf_counter() - start
 
 
-def time_stages(ctx: Context) -> dict[str, float]:
-    """The pipeline once more, each stage of ``train_symbol`` timed on its own."""
+def run_stages(ctx: Context) -> dict[str, float]:
+    """The pipeline once more, each stage of ``train_symbol`` and the registry timed."""
+    from brain_lib import registry
     from brain_lib import training as tr
-    from brain_lib.registry import register_version
 
     cfg = ctx.config
     watch = Stopwatch(STAGES)
@@ -241,6 +404,8 @@ def time_stages(ctx: Context) -> dict[str, float]:
             bt, metrics = tr.evaluate_predictions(oos, candles, cfg)
         with watch("final fit"):
             model = tr.fit_final(X, y, cfg)
+        with watch("importance"):
+            importance = tr.version_importance(model, X, y, oos, candles, cfg)
         with watch("manifest"):
             result = tr.assemble_result(
                 candles=candles,
@@ -254,14 +419,35 @@ def time_stages(ctx: Context) -> dict[str, float]:
                 metrics=metrics,
                 model=model,
             )
-        with watch("registry write"), connect(ctx.dsn) as conn:
-            register_version(conn, result, artifact_root=ctx.artifact_root)
+        with watch("artifact"):
+            version_id = registry.new_version_id(symbol, cfg.model_type)
+            stored = registry.save_artifact(result, ctx.artifact_root, version_id)
+            record = registry.record_from_result(result, stored, None, importance)
+        with watch("judge+land"), connect(ctx.dsn) as conn:
+            registry.judge_and_record(
+                conn, record, candles=candles, config=cfg, threshold=ctx.threshold
+            )
     out = dict(watch.seconds)
     out["total"] = sum(out[s] for s in STAGES)
     return out
 
 
 # ---------------------------------------------------------------------- Prefect
+
+
+def config_of(settings: Any) -> TrainingConfig:
+    """The training config the flow builds from ``Settings`` (as daily_retrain does)."""
+    return TrainingConfig(
+        model_type="lightgbm",
+        label_horizon=settings.label_horizon,
+        n_splits=settings.n_splits,
+        test_size=settings.test_size,
+        train_size=settings.train_size,
+        embargo=settings.embargo,
+        fee_bps=settings.fee_bps,
+        timeframe=settings.timeframe,
+        risk_free_rate=settings.risk_free_rate,
+    )
 
 
 def prefect_env(dsn: str, home: Path) -> None:
@@ -317,6 +503,15 @@ def flow_run_times(flow_run_id: Any) -> tuple[float, dict[str, float]]:
     return seconds(run), dict(by_task)
 
 
+def flow_problem(state: Any) -> str | None:
+    """Why a daily-retrain run does not count (not completed, or a symbol not landed)."""
+    rows = state.result(raise_on_failure=False)
+    bad = [r for r in rows if r.get("status") != "ok"] if isinstance(rows, list) else rows
+    if state.is_completed() and not bad:
+        return None
+    return f"daily-retrain ended {state.name}: {state.message} {bad}"
+
+
 # ----------------------------------------------------------------------- report
 
 
@@ -326,6 +521,10 @@ def med(values: list[float]) -> float:
 
 def runs(values: list[float]) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
+
+
+def others(timing: Timing) -> str:
+    return "?" if timing.others is None else f"{timing.others:.1f}"
 
 
 def load_demo_data(dsn: str, days: int, symbols: list[str]) -> None:
@@ -341,7 +540,78 @@ def load_demo_data(dsn: str, days: int, symbols: list[str]) -> None:
             )
 
 
+def print_report(
+    args: argparse.Namespace,
+    fits: list[dict[str, float]],
+    concurrent: list[float],
+    pipeline: list[float],
+    flow: list[float],
+    flow_recorded: list[float],
+    flow_serial: list[float],
+    once: dict[str, float],
+) -> None:
+    totals = [f["total"] for f in fits]
+    t_fits, t_pipe, t_flow = med(totals), med(pipeline), med(flow)
+    overhead = t_flow / t_fits - 1
+    best = min(flow) / min(totals) - 1
+    verdict = "met" if overhead <= TARGET_OVERHEAD else "MISSED"
+    title = f"measure (seconds; {args.repeats} repeats)"
+    print(f"{title:<48} {'median':>8} {'min':>8}  runs")
+    rows: list[tuple[str, list[float]]] = [
+        ("T_fits (bare lightgbm.train, all fits)", totals),
+        ("  of which walk-forward folds", [f["fold"] for f in fits]),
+        ("  of which final fits", [f["final"] for f in fits]),
+        ("  of which importance fits", [f["importance"] for f in fits]),
+        ("T_fits_concurrent (same fits, flow's threading)", concurrent),
+        ("T_pipeline (load+train_symbol+register)", pipeline),
+        ("T_flow_compute (run_flow, no dbt)", flow),
+        ("  flow run time recorded by Prefect", flow_recorded),
+        ("T_flow_serial (same flow, one task thread)", flow_serial),
+    ]
+    for label, values in rows:
+        print(f"{label:<48} {med(values):8.2f} {min(values):8.2f}  {runs(values)}")
+    ratios: list[tuple[str, float, float, str]] = [
+        (
+            "overhead = T_flow_compute/T_fits - 1",
+            overhead,
+            best,
+            f"target <= {TARGET_OVERHEAD:.2f}: {verdict}",
+        ),
+        (
+            "pipeline overhead = T_pipeline/T_fits - 1",
+            t_pipe / t_fits - 1,
+            min(pipeline) / min(totals) - 1,
+            "",
+        ),
+        (
+            "  concurrency = T_fits_concurrent/T_fits - 1",
+            med(concurrent) / t_fits - 1,
+            min(concurrent) / min(totals) - 1,
+            "",
+        ),
+        (
+            "Prefect overhead = (T_flow - T_pipeline)/T_fits",
+            (t_flow - t_pipe) / t_fits,
+            (min(flow) - min(pipeline)) / min(totals),
+            "",
+        ),
+    ]
+    ratios.append(
+        (
+            "serial flow overhead = T_flow_serial/T_fits - 1",
+            med(flow_serial) / t_fits - 1,
+            min(flow_serial) / min(totals) - 1,
+            "",
+        )
+    )
+    for label, value, value_min, note in ratios:
+        print(f"{label:<48} {value:8.2f} {value_min:8.2f}  {note}")
+    for label, value in once.items():
+        print(f"{label:<48} {value:8.2f} {'':>8}  once")
+
+
 def run(args: argparse.Namespace) -> int:
+    print(f"before start: {load_note()}")
     symbols = SYMBOLS[: args.symbols]
     tmp = Path(tempfile.mkdtemp(prefix="brain-bench-retrain-"))
     warehouse = EmbeddedWarehouse(tmp)
@@ -353,16 +623,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"embedded PostgreSQL in {tmp}; {len(symbols)} symbols x {args.days} days loaded")
 
         prefect_env(dsn, tmp)
-        t_import, _ = timed(lambda: __import__("flows.daily_retrain"))
+        t_import, _ = measure(lambda: __import__("flows.daily_retrain"))
         from prefect.server.api.server import SubprocessASGIServer
 
         from brain_lib.config import Settings
-        from flows.daily_retrain import _config, daily_retrain
+        from flows.daily_retrain import daily_retrain
         from flows.runner import run_flow
         from flows.tasks import load_candles
 
         settings = Settings()
-        config = _config(settings, "lightgbm")
+        config = config_of(settings)
         if config != TrainingConfig() or settings.model_types != ["lightgbm"]:
             print(
                 "BRAIN_* settings (environment or .env) change the training config: "
@@ -375,6 +645,7 @@ def run(args: argparse.Namespace) -> int:
             home=tmp,
             config=config,
             artifact_root=settings.artifact_location,
+            threshold=settings.degradation_threshold,
             symbols=symbols,
             lookback_days=args.lookback_days,
             load=load_candles.fn,
@@ -382,102 +653,123 @@ def run(args: argparse.Namespace) -> int:
 
         noop = noop_flow()
         server = SubprocessASGIServer()
-        t_startup, _ = timed(lambda: run_flow(noop))
-        t_noop, _ = timed(lambda: run_flow(noop))
+        wait_for_quiet(args.quiet_wait)
+        t_startup, _ = measure(lambda: run_flow(noop))
+        wait_for_quiet(args.quiet_wait)
+        t_noop, _ = measure(lambda: run_flow(noop))
 
         windows = {s: load_window(ctx, s) for s in symbols}
         jobs = fit_jobs(windows, config)
         n_rows = {s: len(f) for s, f in windows.items()}
         print(
             f"windows: {n_rows} candles; {len(jobs)} LightGBM fits "
-            f"({config.n_splits} folds + 1 final per symbol)"
+            f"({config.n_splits} folds + final + importance fit per symbol)"
         )
 
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        one_thread: Any = ThreadPoolTaskRunner(max_workers=1)
+        serial_retrain = daily_retrain.with_options(task_runner=one_thread)
+
+        def flow_once(flow_fn: Any = daily_retrain) -> Any:
+            return run_flow(
+                flow_fn,
+                symbols=symbols,
+                exchange=EXCHANGE,
+                timeframe=TIMEFRAME,
+                lookback_days=args.lookback_days,
+                build_marts=False,
+            )
+
         fits: list[dict[str, float]] = []
+        concurrent: list[float] = []
         pipeline: list[float] = []
         stages: list[dict[str, float]] = []
         flow: list[float] = []
+        flow_serial: list[float] = []
         flow_recorded: list[float] = []
         tasks: list[dict[str, float]] = []
         for i in range(args.repeats):
-            fits.append(time_bare_fits(jobs))
-            pipeline.append(time_pipeline(ctx))
-            stages.append(time_stages(ctx))
-            seconds, state = timed(
-                lambda: run_flow(
-                    daily_retrain,
-                    symbols=symbols,
-                    exchange=EXCHANGE,
-                    timeframe=TIMEFRAME,
-                    lookback_days=args.lookback_days,
-                    build_marts=False,
-                )
-            )
-            if not state.is_completed():
-                print(f"daily-retrain ended {state.name}: {state.message}", file=sys.stderr)
-                return 1
-            flow.append(seconds)
+            wait_for_quiet(args.quiet_wait)
+            t_fit, fit = measure(lambda: in_fresh_thread(lambda: time_bare_fits(jobs)))
+            wait_for_quiet(args.quiet_wait)
+            t_conc, _ = measure(lambda: time_bare_fits_as_flow(jobs))
+            wait_for_quiet(args.quiet_wait)
+            t_pipe, _ = measure(lambda: in_fresh_thread(lambda: run_pipeline(ctx)))
+            wait_for_quiet(args.quiet_wait)
+            t_stages, stage = measure(lambda: in_fresh_thread(lambda: run_stages(ctx)))
+            wait_for_quiet(args.quiet_wait)
+            t_flow, state = measure(flow_once)
+            wait_for_quiet(args.quiet_wait)
+            t_serial, serial_state = measure(lambda: flow_once(serial_retrain))
+            for finished in (state, serial_state):
+                problem = flow_problem(finished)
+                if problem:
+                    print(problem, file=sys.stderr)
+                    return 1
+            fits.append(fit)
+            concurrent.append(t_conc.seconds)
+            pipeline.append(t_pipe.seconds)
+            stages.append(stage)
+            flow.append(t_flow.seconds)
+            flow_serial.append(t_serial.seconds)
             recorded, by_task = flow_run_times(state.state_details.flow_run_id)
             flow_recorded.append(recorded)
             tasks.append(by_task)
             print(
-                f"repeat {i + 1}: fits {fits[-1]['total']:.2f} s, pipeline {pipeline[-1]:.2f} s,"
-                f" staged pipeline {stages[-1]['total']:.2f} s, flow {flow[-1]:.2f} s"
-                f" (flow run recorded by Prefect: {recorded:.2f} s)"
+                f"repeat {i + 1}: fits {fit['total']:.2f} s (others {others(t_fit)} CPU-s), "
+                f"fits as the flow runs them {t_conc.seconds:.2f} s (others {others(t_conc)}), "
+                f"pipeline {t_pipe.seconds:.2f} s (others {others(t_pipe)}), "
+                f"staged {t_stages.seconds:.2f} s (others {others(t_stages)}), "
+                f"flow {t_flow.seconds:.2f} s (others incl. servers {others(t_flow)}), "
+                f"flow with one task thread {t_serial.seconds:.2f} s (others {others(t_serial)}); "
+                f"{live_threads()} threads alive"
             )
 
         t_dbt = float("nan")
         if not args.no_dbt:
-            t_dbt, _ = timed(
+            wait_for_quiet(args.quiet_wait)
+            timing, _ = measure(
                 lambda: run_dbt(
                     ["build"], dsn=dsn, project_dir=REPO / "dbt_brain", state_dir=tmp / "dbt"
                 )
             )
-
-        t_fits = med([f["total"] for f in fits])
-        t_pipe = med(pipeline)
-        t_flow = med(flow)
-        overhead = t_flow / t_fits - 1
-        verdict = "met" if overhead <= TARGET_OVERHEAD else "MISSED"
-        print()
-        print(f"{'measure (seconds; median of ' + str(args.repeats) + ')':<48} {'value':>8}  runs")
-        fold_fits = [f["fold"] for f in fits]
-        final_fits = [f["final"] for f in fits]
-        target = f"target <= {TARGET_OVERHEAD:.2f}: {verdict}"
-        rows: list[tuple[str, float, str]] = [
-            ("T_fits (bare lightgbm.train, all fits)", t_fits, runs([f["total"] for f in fits])),
-            ("  of which walk-forward folds", med(fold_fits), runs(fold_fits)),
-            ("  of which final fits", med(final_fits), runs(final_fits)),
-            ("T_pipeline (load+train_symbol+register)", t_pipe, runs(pipeline)),
-            ("T_flow_compute (run_flow, no dbt)", t_flow, runs(flow)),
-            ("  flow run time recorded by Prefect", med(flow_recorded), runs(flow_recorded)),
-            ("overhead = T_flow_compute/T_fits - 1", overhead, target),
-            ("pipeline overhead = T_pipeline/T_fits - 1", t_pipe / t_fits - 1, ""),
-            ("Prefect overhead = (T_flow - T_pipeline)/T_fits", (t_flow - t_pipe) / t_fits, ""),
-            ("T_import (prefect + flow modules)", t_import, "once"),
-            ("T_startup (temporary server + first noop flow)", t_startup, "once"),
-            ("T_noop (a later noop flow via run_flow)", t_noop, "once"),
-            ("T_dbt (dbt build)", t_dbt, "skipped" if args.no_dbt else "once"),
-        ]
-        for label, value, extra in rows:
-            print(f"{label:<48} {value:8.2f}  {extra}")
+            t_dbt = timing.seconds
 
         print()
-        print(f"{'stage of the plain pipeline (all symbols)':<48} {'median':>8}  runs")
-        for stage in (*STAGES, "total"):
-            values = [s[stage] for s in stages]
-            print(f"{stage:<48} {med(values):8.2f}  {runs(values)}")
+        print_report(
+            args,
+            fits,
+            concurrent,
+            pipeline,
+            flow,
+            flow_recorded,
+            flow_serial,
+            {
+                "T_import (prefect + flow modules)": t_import.seconds,
+                "T_startup (temporary server + first noop flow)": t_startup.seconds,
+                "T_noop (a later noop flow via run_flow)": t_noop.seconds,
+                "T_dbt (dbt build)" + (" skipped" if args.no_dbt else ""): t_dbt,
+            },
+        )
+
+        print()
+        print(f"{'stage of the plain pipeline (all symbols)':<48} {'median':>8} {'min':>8}  runs")
+        for stage_name in (*STAGES, "total"):
+            values = [s[stage_name] for s in stages]
+            print(f"{stage_name:<48} {med(values):8.2f} {min(values):8.2f}  {runs(values)}")
         wf_extra = med([s["walk-forward"] for s in stages]) - med([f["fold"] for f in fits])
         final_extra = med([s["final fit"] for s in stages]) - med([f["final"] for f in fits])
-        print(f"{'walk-forward minus its bare fits':<48} {wf_extra:8.2f}")
-        print(f"{'final fit minus its bare fits':<48} {final_extra:8.2f}")
+        print(f"{'walk-forward minus its bare fits (medians)':<48} {wf_extra:8.2f}")
+        print(f"{'final fit minus its bare fit (medians)':<48} {final_extra:8.2f}")
+        imp_extra = med([s["importance"] for s in stages]) - med([f["importance"] for f in fits])
+        print(f"{'importance minus its bare fit (medians)':<48} {imp_extra:8.2f}")
 
         print()
-        print(f"{'Prefect task runs, summed (recorded)':<48} {'median':>8}  runs")
-        names = sorted({name for t in tasks for name in t})
-        for name in names:
+        print(f"{'Prefect task runs, summed (as recorded)':<48} {'median':>8} {'min':>8}  runs")
+        for name in sorted({name for t in tasks for name in t}):
             values = [t.get(name, 0.0) for t in tasks]
-            print(f"{name:<48} {med(values):8.2f}  {runs(values)}")
+            print(f"{name:<48} {med(values):8.2f} {min(values):8.2f}  {runs(values)}")
     finally:
         try:
             if server is not None:

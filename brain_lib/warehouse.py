@@ -317,6 +317,33 @@ def _check_candles(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return out
 
 
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in microseconds since 1970
+_ROW_DTYPE = [("fields", ">i2"), ("ts_len", ">i4"), ("ts", ">i8")] + [
+    item for col in OHLCV_COLUMNS for item in ((f"{col}_len", ">i4"), (col, ">f8"))
+]
+
+
+def _binary_copy_payload(frame: pd.DataFrame) -> bytes:
+    """The rows of ``frame`` in PostgreSQL's binary COPY format, built with numpy.
+
+    Every row has the same layout (6 fields: timestamptz as int64 microseconds since
+    2000-01-01 UTC, then five float8), so the whole payload is one structured array:
+    signature and header, the rows, and the -1 trailer.
+    """
+    import numpy as np
+
+    rows = np.empty(len(frame), dtype=np.dtype(_ROW_DTYPE))
+    rows["fields"] = 1 + len(OHLCV_COLUMNS)
+    rows["ts_len"] = 8
+    micros = frame["ts"].dt.tz_convert("UTC").dt.as_unit("us").astype("int64").to_numpy()
+    rows["ts"] = micros - _PG_EPOCH_US
+    for col in OHLCV_COLUMNS:
+        rows[f"{col}_len"] = 8
+        rows[col] = frame[col].to_numpy(dtype="float64")
+    header = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+    return header + rows.tobytes() + (-1).to_bytes(2, "big", signed=True)
+
+
 def copy_ohlcv(
     conn: psycopg.Connection,
     candles: pd.DataFrame,
@@ -346,11 +373,7 @@ def copy_ohlcv(
         with cur.copy(
             "copy _ohlcv_stage (ts, open, high, low, close, volume) from stdin (format binary)"
         ) as copy:
-            copy.set_types(["timestamptz", "float8", "float8", "float8", "float8", "float8"])
-            ts_values = frame["ts"].dt.to_pydatetime()
-            columns = [frame[c].to_numpy() for c in OHLCV_COLUMNS]
-            for i, ts in enumerate(ts_values):
-                copy.write_row((ts, *(float(col[i]) for col in columns)))
+            copy.write(_binary_copy_payload(frame))
         cur.execute(
             """
             insert into raw.ohlcv (exchange, symbol, timeframe, ts, open, high, low, close, volume)
