@@ -436,18 +436,10 @@ def run_stages(ctx: Context) -> dict[str, float]:
 
 
 def config_of(settings: Any) -> TrainingConfig:
-    """The training config the flow builds from ``Settings`` (as daily_retrain does)."""
-    return TrainingConfig(
-        model_type="lightgbm",
-        label_horizon=settings.label_horizon,
-        n_splits=settings.n_splits,
-        test_size=settings.test_size,
-        train_size=settings.train_size,
-        embargo=settings.embargo,
-        fee_bps=settings.fee_bps,
-        timeframe=settings.timeframe,
-        risk_free_rate=settings.risk_free_rate,
-    )
+    """The training config the flow builds from ``Settings`` (daily_retrain's own)."""
+    from flows.daily_retrain import _config
+
+    return _config(settings, "lightgbm", {})
 
 
 def prefect_env(dsn: str, home: Path) -> None:

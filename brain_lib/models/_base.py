@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
 from brain_lib.errors import ConfigError
 
-__all__ = ["MODEL_TYPES", "Model", "check_feature_columns", "get_model", "register_model_type"]
+__all__ = [
+    "MODEL_TYPES",
+    "BoosterModel",
+    "Model",
+    "check_feature_columns",
+    "get_model",
+    "register_model_type",
+]
 
 
 @runtime_checkable
@@ -54,6 +61,28 @@ def check_feature_columns(expected: list[str], X: pd.DataFrame) -> None:
 def register_model_type(name: str, factory: Callable[..., Model]) -> None:
     """Make ``factory`` available as ``get_model(name)``."""
     MODEL_TYPES[name] = factory
+
+
+class BoosterModel:
+    """What the gradient-boosting adapters share: hyperparameters over the class's
+    ``default_params``, the fitted booster and the feature names it was fit on."""
+
+    default_params: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        self._params = {**self.default_params, **params}
+        self._booster: Any = None
+        self.feature_names: list[str] = []
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self._params)
+
+    @property
+    def booster(self) -> Any:
+        if self._booster is None:
+            raise RuntimeError("the model is not fitted")
+        return self._booster
 
 
 def get_model(name: str, **params: Any) -> Model:

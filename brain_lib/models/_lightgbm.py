@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from brain_lib.models._base import check_feature_columns, register_model_type
+from brain_lib.models._base import BoosterModel, check_feature_columns, register_model_type
 
 __all__ = ["DEFAULT_PARAMS", "LightGBMModel"]
 
@@ -31,7 +31,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
-class LightGBMModel:
+class LightGBMModel(BoosterModel):
     """Gradient-boosted trees (LightGBM) predicting the forward return.
 
     Uses LightGBM's native ``lightgbm.train`` (its parameter names; ``num_boost_round``
@@ -42,21 +42,7 @@ class LightGBMModel:
 
     model_type = "lightgbm"
     artifact_name = "model.txt"
-
-    def __init__(self, **params: Any) -> None:
-        self._params = {**DEFAULT_PARAMS, **params}
-        self._booster: Any = None
-        self.feature_names: list[str] = []
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return dict(self._params)
-
-    @property
-    def booster(self) -> Any:
-        if self._booster is None:
-            raise RuntimeError("the model is not fitted")
-        return self._booster
+    default_params = DEFAULT_PARAMS
 
     def fit(self, X: pd.DataFrame, y: pd.Series) -> LightGBMModel:
         import lightgbm as lgb

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from brain_lib.models._base import check_feature_columns, register_model_type
+from brain_lib.models._base import BoosterModel, check_feature_columns, register_model_type
 
 __all__ = ["DEFAULT_PARAMS", "XGBoostModel"]
 
@@ -32,7 +32,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
-class XGBoostModel:
+class XGBoostModel(BoosterModel):
     """Gradient-boosted trees (XGBoost) predicting the forward return.
 
     Uses XGBoost's native ``xgboost.train`` (its parameter names; ``num_boost_round``
@@ -45,21 +45,7 @@ class XGBoostModel:
 
     model_type = "xgboost"
     artifact_name = "model.ubj"
-
-    def __init__(self, **params: Any) -> None:
-        self._params = {**DEFAULT_PARAMS, **params}
-        self._booster: Any = None
-        self.feature_names: list[str] = []
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return dict(self._params)
-
-    @property
-    def booster(self) -> Any:
-        if self._booster is None:
-            raise RuntimeError("the model is not fitted")
-        return self._booster
+    default_params = DEFAULT_PARAMS
 
     def fit(self, X: pd.DataFrame, y: pd.Series) -> XGBoostModel:
         import xgboost as xgb
