@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from composite_reference import composite_score as reference_composite
 
 from brain_lib import registry
 from brain_lib.errors import (
@@ -209,17 +210,7 @@ def test_composite_scores_come_from_the_sql_function(
 ) -> None:
     with connect(warehouse_dsn) as conn:
         score = registry.composite_score(conn, good.metrics)
-    m = good.metrics
-    pf = m["profit_factor"]
-    expected = (
-        0.30 * math.tanh(m["sharpe"] / 2)
-        + 0.15 * math.tanh(m["sortino"] / 3)
-        + 0.15 * math.tanh(m["calmar"] / 3)
-        + 0.15 * (1.0 if math.isinf(pf) else (pf - 1) / (pf + 1))
-        + 0.10 * (2 * m["hit_ratio"] - 1)
-        + 0.15 * (1 + 2 * m["max_drawdown"])
-    )
-    assert score == pytest.approx(expected, rel=1e-12)
+    assert score == pytest.approx(reference_composite(good.metrics), rel=1e-12)
 
 
 def test_manual_promote_and_rollback(warehouse_dsn: str, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from composite_reference import WEIGHTS, component_scores, composite_score
 from psycopg.types.json import Jsonb
 
 from brain_lib.dbt import DbtResult, run_dbt
@@ -153,41 +154,7 @@ UNIT_TESTS = [
 
 # ----------------------------------------------------------- the formula, in Python
 
-WEIGHTS = {
-    "sharpe": 0.30,
-    "sortino": 0.15,
-    "calmar": 0.15,
-    "profit_factor": 0.15,
-    "hit_ratio": 0.10,
-    "max_drawdown": 0.15,
-}
-
-
-def _defined(value: float | None) -> bool:
-    return value is not None and not math.isnan(value)
-
-
-def component_scores(metrics: dict[str, float | None]) -> dict[str, float | None]:
-    """The bounded components of the composite score; None where the metric is undefined."""
-    transforms = {
-        "sharpe": lambda x: math.tanh(x / 2),
-        "sortino": lambda x: math.tanh(x / 3),
-        "calmar": lambda x: math.tanh(x / 3),
-        "profit_factor": lambda x: 1.0 if x == math.inf else (x - 1) / (x + 1),
-        "hit_ratio": lambda x: 2 * x - 1,
-        "max_drawdown": lambda x: 1 + 2 * x,
-    }
-    out: dict[str, float | None] = {}
-    for name, transform in transforms.items():
-        value = metrics.get(name)
-        out[name] = transform(value) if _defined(value) else None
-    return out
-
-
-def composite_score(metrics: dict[str, float | None]) -> float:
-    """Σ weight · component, an undefined component counting 0."""
-    scores = component_scores(metrics)
-    return sum(weight * (scores[name] or 0.0) for name, weight in WEIGHTS.items())
+# (tests/composite_reference.py: WEIGHTS, component_scores, composite_score)
 
 
 # -------------------------------------------------------------------- test data
@@ -805,7 +772,7 @@ def test_composite_scores_match_the_formula(built: DbtResult, warehouse_dsn: str
         assert composite == pytest.approx(composite_score(v.metrics), rel=1e-12, abs=1e-15)
         assert -1.0 <= composite <= 1.0
         assert (n_bars, n_rows) == (720, 3600)
-        if not _defined(v.metrics["sharpe"]):
+        if component_scores(v.metrics)["sharpe"] is None:  # metric None or NaN
             assert sharpe is None  # NaN in raw, NULL from staging on
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from composite_reference import component, composite_score
 from psycopg.types.json import Jsonb
 
 from brain_lib.dbt import DbtResult, run_dbt
@@ -30,39 +31,7 @@ pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parent.parent / "dbt_brain"
 
-WEIGHTS = {
-    "sharpe": 0.30,
-    "sortino": 0.15,
-    "calmar": 0.15,
-    "profit_factor": 0.15,
-    "hit_ratio": 0.10,
-    "max_drawdown": 0.15,
-}
-
-TRANSFORMS = {
-    "sharpe": lambda x: math.tanh(x / 2),
-    "sortino": lambda x: math.tanh(x / 3),
-    "calmar": lambda x: math.tanh(x / 3),
-    "profit_factor": lambda x: 1.0 if x == math.inf else (x - 1) / (x + 1),
-    "hit_ratio": lambda x: 2 * x - 1,
-    "max_drawdown": lambda x: 1 + 2 * x,
-}
-
 Metrics = dict[str, float | None]
-
-
-def py_component(name: str, value: float | None) -> float | None:
-    """One component in Python; None (undefined) for None or NaN."""
-    if value is None or math.isnan(value):
-        return None
-    return TRANSFORMS[name](value)
-
-
-def py_composite(metrics: Metrics) -> float:
-    """Σ weight · component, an undefined component counting 0."""
-    return sum(
-        weight * (py_component(name, metrics.get(name)) or 0.0) for name, weight in WEIGHTS.items()
-    )
 
 
 def _utc(*args: int) -> datetime:
@@ -221,8 +190,8 @@ def _record_event(cur: psycopg.Cursor[Any], e: Event) -> int:
             e.version.model_type,
             e.version.version_id,
             e.previous.version_id if e.previous else None,
-            py_composite(e.previous.metrics) if e.previous else None,
-            py_composite(e.version.metrics),
+            composite_score(e.previous.metrics) if e.previous else None,
+            composite_score(e.version.metrics),
             e.reason,
             e.at,
             Jsonb({"window": ["2024-12-01", "2024-12-31"]}),
@@ -409,7 +378,7 @@ def test_composite_function_is_the_mart_formula(built: DbtResult, warehouse_dsn:
             from_function = _sql_composite(conn, v.metrics)
             # the mart calls the same function on the same metrics: bit for bit equal
             assert from_function == mart[v.version_id], v.version_id
-            assert from_function == pytest.approx(py_composite(v.metrics), rel=1e-12, abs=1e-15)
+            assert from_function == pytest.approx(composite_score(v.metrics), rel=1e-12, abs=1e-15)
     assert mart[D.version_id] == 0.0  # all metrics NULL
 
 
@@ -418,19 +387,19 @@ def test_composite_function_matches_python(built: DbtResult, warehouse_dsn: str,
     metrics = EXTRA_CASES[case]
     with psycopg.connect(warehouse_dsn) as conn:
         assert _sql_composite(conn, metrics) == pytest.approx(
-            py_composite(metrics), rel=1e-12, abs=1e-15
+            composite_score(metrics), rel=1e-12, abs=1e-15
         )
         for name, value in metrics.items():
             row = conn.execute(f"select brain.score_{name}(%s::double precision)", (value,))
             got = row.fetchone()
-            want = py_component(name, value)
+            want = component(name, value)
             assert got is not None
             if want is None:
                 assert got[0] is None, (name, value)
             else:
                 assert got[0] == pytest.approx(want, rel=1e-12, abs=1e-15), (name, value)
     if case in ("all_null", "all_nan"):
-        assert py_composite(metrics) == 0.0
+        assert composite_score(metrics) == 0.0
 
 
 def test_composite_function_records_its_weights(built: DbtResult, warehouse_dsn: str) -> None:
@@ -468,8 +437,8 @@ def test_best_model_per_symbol_picks_among_champions(built: DbtResult, warehouse
     )
     # G and C score higher than A, but G never was champion and C was rolled back;
     # ADA/USDT has a version and no champion
-    assert py_composite(G.metrics) > py_composite(C.metrics) > py_composite(A.metrics)
-    assert py_composite(A.metrics) > py_composite(X.metrics)
+    assert composite_score(G.metrics) > composite_score(C.metrics) > composite_score(A.metrics)
+    assert composite_score(A.metrics) > composite_score(X.metrics)
     assert rows == [
         (
             "binance",
@@ -477,7 +446,7 @@ def test_best_model_per_symbol_picks_among_champions(built: DbtResult, warehouse
             "1h",
             "lightgbm",
             A.version_id,
-            pytest.approx(py_composite(A.metrics), rel=1e-12),
+            pytest.approx(composite_score(A.metrics), rel=1e-12),
             2,
         )
     ]
