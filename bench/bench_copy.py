@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shutil
 import statistics
 import sys
@@ -53,6 +52,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from _machine import load_note, wait_for_quiet  # bench/ is on sys.path
 
 from brain_lib.dbt import ensure_raw_schema
 from brain_lib.market import generate_candles
@@ -200,44 +200,6 @@ def time_to_sql(url: str, frame: pd.DataFrame, chunksize: int) -> float:
         return time.perf_counter() - start
     finally:
         engine.dispose()
-
-
-def busy_cpu_seconds() -> float | None:
-    """CPU-seconds the whole machine has been busy since boot (None without /proc/stat)."""
-    try:
-        with open("/proc/stat", encoding="ascii") as handle:
-            fields = [int(x) for x in handle.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_for_quiet(max_wait: float) -> None:
-    """Sleep until the machine is idle (< 10% busy) for 2 s in a row, ``max_wait`` at most."""
-    cores = os.cpu_count() or 1
-    deadline = time.monotonic() + max_wait
-    quiet_in_row = 0
-    while max_wait > 0 and time.monotonic() < deadline:
-        before = busy_cpu_seconds()
-        time.sleep(1.0)
-        after = busy_cpu_seconds()
-        if before is None or after is None:
-            return
-        quiet_in_row = quiet_in_row + 1 if (after - before) / cores < 0.10 else 0
-        if quiet_in_row >= 2:
-            return
-
-
-def load_note() -> str:
-    """The 1-minute load average: other processes on the CPU distort every figure here."""
-    try:
-        one = os.getloadavg()[0]
-    except OSError:
-        return "load average unknown"
-    cores = os.cpu_count() or 1
-    busy = "  (BUSY: other processes compete for the CPU; figures will be noisy)"
-    return f"load average {one:.2f} on {cores} cores" + (busy if one > 0.5 else "")
 
 
 def fmt_line(label: str, times: list[float], rows: int) -> str:

@@ -83,6 +83,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+from _machine import busy_cpu_seconds, load_note, wait_for_quiet  # bench/ is on sys.path
 
 from brain_lib.dbt import ensure_raw_schema, run_dbt
 from brain_lib.market import SyntheticMarket
@@ -96,7 +97,6 @@ TIMEFRAME = "1h"
 DEMO_SEED = 7
 DEMO_AUTOCORR = -0.1
 TARGET_OVERHEAD = 0.30
-QUIET_SHARE = 0.10  # the machine counts as idle below 10% busy (all cores together)
 STAGES = (
     "load",
     "features",
@@ -138,17 +138,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------ CPU gauge
-
-
-def busy_cpu_seconds() -> float | None:
-    """CPU-seconds the whole machine has been busy since boot (None without /proc/stat)."""
-    try:
-        with open("/proc/stat", encoding="ascii") as handle:
-            fields = [int(x) for x in handle.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:
@@ -198,39 +187,6 @@ def live_threads() -> int:
         return len(os.listdir("/proc/self/task"))
     except OSError:
         return -1
-
-
-def wait_for_quiet(max_wait: float) -> float | None:
-    """Sleep until the machine is idle for 2 s in a row (or ``max_wait`` passes).
-
-    Returns the busy share of the machine in the last second sampled (None when unknown).
-    """
-    cores = os.cpu_count() or 1
-    deadline = time.monotonic() + max_wait
-    quiet_in_row = 0
-    share: float | None = None
-    while max_wait > 0:
-        before = busy_cpu_seconds()
-        time.sleep(1.0)
-        after = busy_cpu_seconds()
-        if before is None or after is None:
-            return None
-        share = (after - before) / cores
-        quiet_in_row = quiet_in_row + 1 if share < QUIET_SHARE else 0
-        if quiet_in_row >= 2 or time.monotonic() > deadline:
-            break
-    return share
-
-
-def load_note() -> str:
-    """The 1-minute load average: other processes on the CPU distort every figure here."""
-    try:
-        one = os.getloadavg()[0]
-    except OSError:
-        return "load average unknown"
-    cores = os.cpu_count() or 1
-    busy = "  (BUSY: other processes compete for the CPU; figures will be noisy)"
-    return f"load average {one:.2f} on {cores} cores" + (busy if one > 0.5 else "")
 
 
 # ------------------------------------------------------------------- bare fits
