@@ -188,6 +188,10 @@ create or replace trigger feature_importance_no_truncate
     before truncate on raw.feature_importance
     for each statement execute function raw.forbid_change('importance rows');
 
+-- market data (macros/raw_market.sql) and data quality (macros/raw_quality.sql)
+{{ raw_market_ddl() }}
+{{ raw_quality_ddl() }}
+
 -- which revision of this DDL the warehouse has; brain_lib.dbt.ensure_raw_schema reads
 -- it and runs create_raw_tables when it differs from var('raw_schema_version')
 comment on schema raw is 'brain raw schema v{{ var("raw_schema_version") }}';
