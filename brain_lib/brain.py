@@ -103,6 +103,12 @@ class BrainLibrary:
                 self._conn.close()
                 self._conn = None
 
+    def __enter__(self) -> BrainLibrary:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # ----------------------------------------------------------------- models
 
     def _champions(self, symbol: str, model_type: str | None) -> list[tuple[Any, ...]]:

@@ -3,9 +3,11 @@
 Per symbol and model type, as mapped tasks: load candles → features and labels →
 purged walk-forward → backtest and metrics → final fit → feature importance →
 artifact → judged against the champion → version, metrics, importance, event and
-champion pointer (one transaction). Then ``dbt build`` of the marts and a table
-artifact of the run's metrics. A symbol that fails does not sink the others; the run
-ends Failed, with a per-symbol summary, when any did.
+champion pointer (one transaction). Symbols marked for retraining by
+nightly-feature-analysis (``raw.retrain_requests``) join the run; their requests are
+marked served once every model type of the symbol has landed. Then ``dbt build`` of
+the marts and a table artifact of the run's metrics. A symbol that fails does not sink
+the others; the run ends Failed, with a per-symbol summary, when any did.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from flows.tasks import (
     backtest_and_score,
     build_training_set,
     compute_importance,
+    consume_retrains,
     dbt_build,
     fit_final_model,
     land_version,
     load_candles,
+    pending_retrains,
     prepare_warehouse,
     raise_for_empty,
     replay_spool,
@@ -115,7 +119,15 @@ def daily_retrain(
             len(replayed.failed),
             replayed.failed or "",
         )
-    pairs = list(product(settings.symbols, settings.model_types))
+    # symbols that nightly-feature-analysis marked (a shifted feature ranking) are
+    # trained in this run even when they are not in its list
+    requests = pending_retrains(dsn, settings.exchange, settings.timeframe)
+    run_symbols = list(settings.symbols)
+    for req in requests:
+        logger.info("retraining %s as requested: %s", req["symbol"], req["reason"])
+        if req["symbol"] not in run_symbols:
+            run_symbols.append(req["symbol"])
+    pairs = list(product(run_symbols, settings.model_types))
     syms = [s for s, _ in pairs]
     params = model_params or {}
     configs = [_config(settings, mt, dict(params.get(mt, {}))) for _, mt in pairs]
@@ -177,6 +189,12 @@ def daily_retrain(
         rows.append(row)
 
     ok = [r for r in rows if r["status"] == "ok"]
+    requested = {req["symbol"] for req in requests}
+    served = sorted(
+        sym for sym in requested if all(r["status"] == "ok" for r in rows if r["symbol"] == sym)
+    )
+    if served:
+        consume_retrains(dsn, settings.exchange, settings.timeframe, served, run_id)
     spooled = [r for r in rows if r["status"] == "spooled"]
     failed = [r for r in rows if r["status"] == "failed"]
     if build_marts and ok and not spooled:

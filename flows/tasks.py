@@ -8,6 +8,7 @@ never lands in a file, and model artifacts go only through ``brain_lib.registry`
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -243,12 +244,62 @@ def replay_spool(dsn: str, spool_dir: Path) -> spool.ReplayReport:
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=5)
-def dbt_build(dsn: str, project_dir: Path, state_dir: Path, select: str | None = None) -> str:
-    """``dbt build`` of the warehouse (marts and their tests)."""
+def dbt_build(
+    dsn: str,
+    project_dir: Path,
+    state_dir: Path,
+    select: str | None = None,
+    indirect_selection: str | None = None,
+    dbt_vars: dict[str, Any] | None = None,
+) -> str:
+    """``dbt build`` of the warehouse (marts and their tests), or of ``select`` only.
+
+    ``indirect_selection="cautious"`` runs only the tests whose every parent is
+    selected (a partial build must not run a test that reads an unselected mart).
+    ``dbt_vars`` overrides vars of dbt_project.yml for this build only.
+    """
     args = ["build"] + (["--select", select] if select else [])
+    if indirect_selection:
+        args += ["--indirect-selection", indirect_selection]
+    if dbt_vars:
+        args += ["--vars", json.dumps(dbt_vars)]
     result = run_dbt(args, dsn=dsn, project_dir=project_dir, state_dir=state_dir)
     summary = [line for line in result.output.splitlines() if "Done. PASS=" in line]
     return summary[-1].strip() if summary else "dbt build finished"
+
+
+@task(
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
+def pending_retrains(dsn: str, exchange: str, timeframe: str) -> list[dict[str, Any]]:
+    """Symbols that nightly-feature-analysis marked for retraining, not served yet."""
+    from brain_lib.analysis import pending_retrain_requests
+
+    with warehouse.connect(dsn) as conn:
+        return pending_retrain_requests(conn, exchange=exchange, timeframe=timeframe)
+
+
+@task(
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
+def consume_retrains(
+    dsn: str, exchange: str, timeframe: str, symbols: list[str], run_id: str | None
+) -> int:
+    """Mark the retrain requests of ``symbols`` as served by this run."""
+    from brain_lib.analysis import consume_retrain_requests
+
+    with warehouse.connect(dsn) as conn:
+        return consume_retrain_requests(
+            conn, exchange=exchange, timeframe=timeframe, symbols=symbols, run_id=run_id
+        )
 
 
 def raise_for_empty(symbols: list[str]) -> None:

@@ -231,3 +231,25 @@ def test_corrupt_missing_and_newer_versions_are_refused(
     proc = brain("models", "show", "btc.future.v99", env=env)
     assert proc.returncode == 2
     assert "manifest format 99 is newer than this Brain reads" in proc.stderr
+
+
+def test_features_commands(trained: tuple[str, dict[str, str]]) -> None:
+    _, env = trained
+    top = brain("features", "top", "BTC/USDT", "--n", "5", env=env)
+    assert top.returncode == 0, top.stderr
+    assert "top 5 features by shap (training importance)" in top.stdout
+    bad = brain("features", "top", "BTC/USDT", "--method", "gini", env=env)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown method 'gini'")
+
+    analyzed = brain("features", "analyze", "--symbols", "BTC/USDT", "--window-days", "20", env=env)
+    assert analyzed.returncode == 0, analyzed.stdout[-2000:] + analyzed.stderr[-2000:]
+    assert "champions analysed" in analyzed.stdout
+    top = brain("features", "top", "BTC/USDT", "--method", "permutation", env=env)
+    assert top.returncode == 0 and "(nightly importance)" in top.stdout, top.stderr
+    shifts = brain("features", "shifts", "--symbol", "BTC/USDT", env=env)
+    assert shifts.returncode == 0, shifts.stderr
+    for method in ("shap", "permutation", "correlation"):
+        assert method in shifts.stdout
+    drift = brain("features", "drift", "--symbol", "BTC/USDT", "--limit", "3", env=env)
+    assert drift.returncode == 0, drift.stderr
+    assert "marts.feature_drift" in drift.stdout and "BTC/USDT" in drift.stdout

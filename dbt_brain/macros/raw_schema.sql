@@ -188,6 +188,52 @@ create or replace trigger feature_importance_no_truncate
     before truncate on raw.feature_importance
     for each statement execute function raw.forbid_change('importance rows');
 
+-- feature value distributions for drift (brain_lib.analysis.distribution_rows): per
+-- nightly computation, feature and bin, the bin's edges (deciles of the training
+-- window) and the row counts of the training and the recent window; bin 0 = the
+-- feature could not be binned (skipped_reason). Append-only.
+create table if not exists raw.feature_distributions (
+    version_id      text             not null references raw.model_versions (version_id),
+    computed_at     timestamptz      not null,
+    feature         text             not null,
+    bin             integer          not null,
+    lower_edge      double precision null,
+    upper_edge      double precision null,
+    train_count     bigint           not null,
+    recent_count    bigint           not null,
+    skipped_reason  text             null,
+    train_start     timestamptz      not null,
+    train_end       timestamptz      not null,
+    window_start    timestamptz      not null,
+    window_end      timestamptz      not null,
+    primary key (version_id, computed_at, feature, bin)
+);
+create or replace trigger feature_distributions_append_only
+    before update or delete on raw.feature_distributions
+    for each row execute function raw.forbid_change('distribution rows');
+create or replace trigger feature_distributions_no_truncate
+    before truncate on raw.feature_distributions
+    for each statement execute function raw.forbid_change('distribution rows');
+
+-- symbols marked for retraining (by nightly-feature-analysis when their features
+-- shifted); daily-retrain adds pending ones to its run and sets consumed_at when it
+-- has landed a version. At most one pending request per symbol.
+create table if not exists raw.retrain_requests (
+    request_id        bigint generated always as identity primary key,
+    exchange          text        not null,
+    symbol            text        not null,
+    timeframe         text        not null,
+    reason            text        not null,
+    version_id        text        null references raw.model_versions (version_id),
+    source            text        not null,
+    requested_run_id  text        null,
+    requested_at      timestamptz not null default now(),
+    consumed_at       timestamptz null,
+    consumed_run_id   text        null
+);
+create unique index if not exists retrain_requests_one_pending
+    on raw.retrain_requests (exchange, symbol, timeframe) where consumed_at is null;
+
 -- market data (macros/raw_market.sql) and data quality (macros/raw_quality.sql)
 {{ raw_market_ddl() }}
 {{ raw_quality_ddl() }}
@@ -204,5 +250,5 @@ comment on schema raw is 'brain raw schema v{{ var("raw_schema_version") }}';
         {{ composite_score_ddl() }}
     {% endcall %}
     {% do adapter.commit() %}
-    {{ log("raw tables ensured: raw.ohlcv, raw.model_versions, raw.model_metrics, raw.model_events, raw.model_champions; functions brain.composite_score and brain.score_*", info=True) }}
+    {{ log("raw tables ensured (macros/raw_schema.sql, raw_market.sql, raw_quality.sql); functions brain.composite_score and brain.score_*", info=True) }}
 {% endmacro %}
