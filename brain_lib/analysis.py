@@ -48,10 +48,10 @@ import pandas as pd
 import psycopg
 
 from brain_lib import importance as imp
-from brain_lib import warehouse
 from brain_lib.errors import DataError
-from brain_lib.features import build_features, feature_warmup_bars
+from brain_lib.features import feature_warmup_bars
 from brain_lib.labels import forward_return
+from brain_lib.training import feature_frame, load_training_candles
 
 __all__ = [
     "DEFAULT_BINS",
@@ -328,10 +328,10 @@ def analyze_champion(
         end_ts = end_ts.tz_localize("UTC") if end_ts.tzinfo is None else end_ts.tz_convert("UTC")
     window_start = end_ts - pd.Timedelta(days=window_days)
     start = min(champion.train_start, window_start)
-    candles = warehouse.load_ohlcv(
+    candles = load_training_candles(
         conn, **key, start=start, end=end_ts + pd.Timedelta(microseconds=1)
     )
-    features = build_features(candles).iloc[feature_warmup_bars() :]
+    features = feature_frame(candles).iloc[feature_warmup_bars() :]
     names = [str(n) for n in champion.manifest.get("features", [])]
     missing = [n for n in names if n not in features.columns]
     if not names or missing:

@@ -12,8 +12,12 @@ __all__ = [
     "ConfigError",
     "DataError",
     "ManifestError",
+    "MarketDataError",
+    "MartNotBuiltError",
     "NoModelError",
+    "QualityError",
     "RegistryError",
+    "UnknownExchangeError",
     "UnknownSymbolError",
     "UnknownVersionError",
     "WarehouseError",
@@ -63,3 +67,21 @@ class ArtifactError(RegistryError):
 
 class ManifestError(RegistryError):
     """A manifest is malformed or from a newer format than this Brain reads."""
+
+
+class MarketDataError(BrainError):
+    """Collecting market data failed; the message names the exchange, symbol and dataset."""
+
+
+class UnknownExchangeError(ConfigError):
+    """An exchange id Brain does not collect from (the message lists the supported ones)."""
+
+
+class QualityError(BrainError):
+    """A data-quality validation could not run (unknown table or filter, a missing
+    quarantine table, a Great Expectations failure); the message names the table."""
+
+
+class MartNotBuiltError(WarehouseError):
+    """A dbt mart that a reader needs does not exist yet; the message names it and the
+    command that builds it."""

@@ -25,7 +25,7 @@ import pandas as pd
 from brain_lib import metrics as m
 from brain_lib.backtest import BacktestResult, run_backtest
 from brain_lib.errors import DataError
-from brain_lib.features import build_features, feature_warmup_bars
+from brain_lib.features import OHLCV_COLUMNS, build_features, feature_warmup_bars
 from brain_lib.labels import forward_return
 from brain_lib.models import Model, get_model
 from brain_lib.validation import PurgedWalkForward
@@ -40,8 +40,12 @@ __all__ = [
     "code_version",
     "dataset_fingerprint",
     "evaluate_predictions",
+    "exogenous_columns",
+    "feature_frame",
     "feature_set_hash",
+    "feature_sets",
     "fit_final",
+    "load_training_candles",
     "recipe_key",
     "train_symbol",
     "version_importance",
@@ -129,9 +133,78 @@ def feature_set_hash(feature_names: list[str]) -> str:
     return hashlib.sha256("\n".join(feature_names).encode("utf-8")).hexdigest()
 
 
+def exogenous_columns(candles: pd.DataFrame) -> list[str]:
+    """The derivatives and sentiment feature columns that ``candles`` carries.
+
+    Only the known columns of ``marts.fct_features_hourly``
+    (:data:`brain_lib.market.data.FEATURE_COLUMNS`) count: any other extra column (a
+    simulator's ``regime``, say) is never turned into a feature by accident.
+    """
+    from brain_lib.market.data import FEATURE_COLUMNS
+
+    return [c for c in FEATURE_COLUMNS if c in candles.columns]
+
+
+def feature_sets(feature_names: list[str]) -> list[str]:
+    """Which families a feature list draws on: ``ohlcv`` and, when present, ``derivatives``."""
+    from brain_lib.market.data import FEATURE_COLUMNS
+
+    extra = set(FEATURE_COLUMNS)
+    sets = ["ohlcv"] if any(n not in extra for n in feature_names) else []
+    return sets + (["derivatives"] if any(n in extra for n in feature_names) else [])
+
+
+def load_training_candles(
+    conn: Any,
+    *,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    start: Any = None,
+    end: Any = None,
+) -> pd.DataFrame:
+    """Candles ``start <= ts < end`` with the symbol's derivatives features joined on.
+
+    The features of ``marts.fct_features_hourly`` (funding, open interest,
+    liquidations, sentiment; point-in-time: bar ``ts`` only sees data stamped at or
+    before its close) are added as columns when the timeframe is 1h and the symbol has
+    any of them in the window. Otherwise — no derivatives data, another timeframe, the
+    mart not built yet — the candles come alone and the model trains on OHLCV features.
+    """
+    from brain_lib.errors import MartNotBuiltError
+    from brain_lib.market.data import load_derivative_features
+    from brain_lib.warehouse import load_ohlcv
+
+    candles = load_ohlcv(
+        conn, exchange=exchange, symbol=symbol, timeframe=timeframe, start=start, end=end
+    )
+    if timeframe != "1h":
+        return candles
+    try:
+        extra = load_derivative_features(conn, exchange, symbol, start, end)
+    except MartNotBuiltError:
+        return candles
+    extra = extra.reindex(candles.index)
+    if extra.empty or not extra.notna().any().any():
+        return candles
+    return candles.join(extra)
+
+
+def feature_frame(candles: pd.DataFrame) -> pd.DataFrame:
+    """Every feature of every bar (warm-up rows included): the OHLCV features of
+    :func:`~brain_lib.features.build_features` followed by the derivatives columns the
+    candles carry (:func:`exogenous_columns`, from :func:`load_training_candles`)."""
+    features = build_features(candles[list(OHLCV_COLUMNS)])
+    extra = exogenous_columns(candles)
+    if extra:
+        features = features.join(candles[extra].astype(float))
+    return features
+
+
 def build_dataset(candles: pd.DataFrame, label_horizon: int) -> tuple[pd.DataFrame, pd.Series]:
-    """Features and label, without the warm-up rows and the rows with no label yet."""
-    features = build_features(candles)
+    """Features (:func:`feature_frame`) and label, without the warm-up rows and the rows
+    with no label yet."""
+    features = feature_frame(candles)
     label = forward_return(candles, horizon=label_horizon)
     keep = np.ones(len(candles), dtype=bool)
     keep[: feature_warmup_bars()] = False
@@ -301,6 +374,7 @@ def assemble_result(
         "model_type": config.model_type,
         "hyperparameters": model.params,
         "features": names,
+        "feature_sets": feature_sets(names),
         "feature_set_hash": feature_set_hash(names),
         "dataset": {
             "exchange": exchange,

@@ -70,7 +70,8 @@ def load_candles(
     end: datetime | None,
     config: training.TrainingConfig,
 ) -> pd.DataFrame:
-    """Load the training window of one symbol (ending at ``end`` or its newest candle)."""
+    """Load the training window of one symbol (ending at ``end`` or its newest candle),
+    with its derivatives features when it has any (:func:`training.load_training_candles`)."""
     with warehouse.connect(dsn) as conn:
         if end is None:
             row = conn.execute(
@@ -83,7 +84,7 @@ def load_candles(
         else:
             end_ts = pd.Timestamp(end)
         start_ts = end_ts - pd.Timedelta(days=lookback_days) if end_ts is not None else None
-        candles = warehouse.load_ohlcv(
+        candles = training.load_training_candles(
             conn, exchange=exchange, symbol=symbol, timeframe=timeframe, start=start_ts, end=end_ts
         )
     training.check_enough_rows(candles, exchange, symbol, config)
