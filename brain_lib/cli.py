@@ -29,16 +29,19 @@ db_app = typer.Typer(help="The warehouse (embedded PostgreSQL unless BRAIN_DATAB
 ingest_app = typer.Typer(help="Load your own market data.")
 models_app = typer.Typer(help="Model versions, champions, promotion and rollback.")
 spool_app = typer.Typer(help="Records spooled while the warehouse was unreachable.")
+replay_app = typer.Typer(help="The replay exchange: binance, bybit and okx REST on 127.0.0.1.")
 features_app = typer.Typer(help="Feature importance of the champions: top features, shifts, drift.")
 app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(models_app, name="models")
 app.add_typer(spool_app, name="spool")
 app.add_typer(features_app, name="features")
+app.add_typer(replay_app, name="replay")
 
 EXIT_USER_ERROR = 2
 # the demo market mean-reverts a little hour to hour, so there is something to learn
 DEMO_AUTOCORR = -0.1
+DEMO_DATA_START = "2025-01-01T00:00:00Z"
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -337,35 +340,68 @@ def _print_best_models(dsn: str) -> None:
 @app.command()
 def demo(
     symbols: Annotated[int, typer.Option(min=1, max=5, help="How many demo symbols.")] = 3,
-    days: Annotated[int, typer.Option(min=30, help="Days of hourly candles to generate.")] = 400,
+    days: Annotated[int, typer.Option(min=30, help="Days of hourly candles to collect.")] = 400,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic market.")] = 7,
 ) -> None:
-    """Start the warehouse, load synthetic candles, run daily-retrain, show the best models."""
-    from brain_lib.dbt import run_dbt
-    from brain_lib.market import SyntheticMarket
-    from brain_lib.warehouse import connect, copy_ohlcv
+    """The whole job offline: warehouse, replay exchange, collect-market-data through ccxt,
+    daily-retrain, the best models and the dbt docs."""
+    import pandas as pd
+    from rich.table import Table
 
-    names = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT"][:symbols]
-    settings = _settings(exchange="synthetic", timeframe="1h", symbols=names)
+    from brain_lib.dbt import run_dbt
+    from brain_lib.errors import BrainError
+    from brain_lib.market.collect import DATASETS
+    from brain_lib.market.replay import ReplayConfig, ReplayServer
+    from flows.collect_market_data import collect_market_data
+    from flows.runner import run_flow
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    bases = ["BTC", "ETH", "SOL", "BNB", "XRP"][:symbols]
+    names = [f"{base}/USDT:USDT" for base in bases]  # binance USD-M perpetuals
+    settings = _settings(exchange="binance", timeframe="1h", symbols=names)
     console = _console()
     dsn = _prepare(settings)
     console.print(f"warehouse: {'BRAIN_DATABASE_URL' if settings.database_url else dsn}")
-    market = SyntheticMarket(seed=seed, autocorr=DEMO_AUTOCORR)
-    with connect(dsn) as conn:
-        for name in names:
-            report = copy_ohlcv(
-                conn,
-                market.candles(name, days * 24),
-                exchange="synthetic",
-                symbol=name,
-                timeframe="1h",
-                source=f"synthetic {name}",
-            )
-            console.print(f"{name}: {report.added} candles added, {report.unchanged} unchanged")
+    # a fixed clock: the same market on every run, so a second run collects nothing new
+    start = pd.Timestamp(DEMO_DATA_START)
+    clock = start + pd.Timedelta(days=days, minutes=30)
+    config = ReplayConfig(
+        seed=seed,
+        autocorr=DEMO_AUTOCORR,
+        bases=tuple(bases),
+        data_start=DEMO_DATA_START,
+        now=clock.isoformat(),
+    )
+    with ReplayServer(config) as replay:
+        console.print(f"replay exchange (binance, bybit, okx formats) on {replay.url}")
+        state = run_flow(
+            collect_market_data,
+            exchanges=["binance"],
+            symbols=names,
+            datasets=list(DATASETS),
+            since=start.to_pydatetime(),
+            replay=replay.url,
+        )
+    rows = state.result(raise_on_failure=False)
+    if not isinstance(rows, list) or not state.is_completed():
+        raise BrainError(f"collect-market-data ended {state.name}: {state.message}")
+    table = Table(title="collect-market-data (binance through ccxt, replay exchange)")
+    for col in ("stream", "status", "new", "unchanged", "last", "note"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            f"{r['symbol']} {r['dataset']}",
+            r["status"],
+            str(r["new_rows"]),
+            str(r["unchanged_rows"]),
+            (r["last_ts"] or r["stored_last_ts"] or "")[:16],
+            r["message"][:70],
+        )
+    console.print(table)
     _run_retrain(
         settings,
         symbols=names,
-        exchange="synthetic",
+        exchange="binance",
         timeframe="1h",
         model_types=settings.model_types,
         lookback_days=min(settings.lookback_days, days - 1),
@@ -607,6 +643,192 @@ def spool_replay() -> None:
         typer.echo(f"{name}: {error}", err=True)
     if report.failed:
         raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------ collect
+
+
+def _stream_progress(dsn: str, specs: list[Any], since: datetime | None) -> Any:
+    """A rich progress bar per stream, fed by polling ``raw.collection_streams`` (which
+    the collector updates with every page) while the flow runs in this thread."""
+    import threading
+    from datetime import UTC, timedelta
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from brain_lib.warehouse import connect
+
+    now = datetime.now(UTC)
+    start = since.replace(tzinfo=since.tzinfo or UTC) if since else now - timedelta(days=365)
+    progress = Progress(
+        TextColumn("{task.description:<44}"),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=_console(),
+    )
+    keys = {(sp.exchange, sp.symbol, sp.dataset, sp.series): sp for sp in specs}
+    first: dict[tuple[str, str, str, str], datetime] = {}
+    with connect(dsn) as conn:
+        for row in conn.execute(
+            "select exchange, symbol, dataset, series, last_ts from raw.collection_streams"
+        ).fetchall():
+            if tuple(row[:4]) in keys and row[4] is not None:
+                first[tuple(row[:4])] = row[4]
+    bars = {
+        key: progress.add_task(sp.label, total=1000, status="waiting") for key, sp in keys.items()
+    }
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.5):
+            try:
+                with connect(dsn) as conn:
+                    rows = conn.execute(
+                        "select exchange, symbol, dataset, series, status, last_ts "
+                        "from raw.collection_streams"
+                    ).fetchall()
+            except Exception:  # the bars are a courtesy; the flow reports errors
+                continue
+            for exchange, symbol, dataset, series, status, last_ts in rows:
+                key = (exchange, symbol, dataset, series)
+                if key not in bars or last_ts is None:
+                    continue
+                begin = min(first.get(key, start), start)
+                span = max((now - begin).total_seconds(), 1.0)
+                done = min(max((last_ts - begin).total_seconds() / span, 0.0), 1.0)
+                progress.update(bars[key], completed=int(done * 1000), status=status)
+
+    thread = threading.Thread(target=poll, name="brain-collect-progress", daemon=True)
+
+    class _Bars:
+        def __enter__(self) -> Any:
+            progress.start()
+            thread.start()
+            return self
+
+        def finish(self, rows: list[dict[str, Any]]) -> None:
+            for row in rows:
+                key = (row["exchange"], row["symbol"], row["dataset"], row["series"])
+                if key in bars:
+                    label = f"{row['status']}: {row['new_rows']} new, {row['unchanged_rows']} same"
+                    progress.update(bars[key], completed=1000, status=label)
+
+        def __exit__(self, *exc: object) -> None:
+            stop.set()
+            thread.join(timeout=5)
+            progress.stop()
+
+    return _Bars()
+
+
+@app.command()
+def collect(
+    exchange: Annotated[
+        str, typer.Option(help="Comma-separated exchanges: binance, bybit, okx.")
+    ] = "binance",
+    symbols: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated ccxt symbols, e.g. BTC/USDT:USDT (perpetual), BTC/USDT."
+        ),
+    ] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Where a stream with nothing stored starts (UTC).")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option(help="Collect nothing after it (UTC).")] = None,
+    datasets: Annotated[
+        str, typer.Option(help="Comma-separated: ohlcv, funding, oi, liquidations.")
+    ] = "ohlcv,funding,oi,liquidations",
+    timeframe: Annotated[str, typer.Option(help="Candle timeframe.")] = "1h",
+    oi_period: Annotated[str, typer.Option(help="Open-interest sampling period.")] = "1h",
+    replay: Annotated[
+        bool, typer.Option(help="Start the replay exchange on 127.0.0.1 and collect from it.")
+    ] = False,
+    replay_url: Annotated[
+        str | None, typer.Option(help="Collect from a replay exchange already running here.")
+    ] = None,
+) -> None:
+    """Collect market data through ccxt (flow collect-market-data), a progress bar per stream."""
+    from brain_lib.errors import ConfigError
+    from brain_lib.market.collect import stream_specs
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    exchanges = _split(exchange) or []
+    chosen = _split(symbols)
+    if not chosen:
+        raise ConfigError("--symbols is required, e.g. --symbols BTC/USDT:USDT,ETH/USDT:USDT")
+    wanted = _split(datasets) or []
+    specs = stream_specs(exchanges, chosen, wanted, timeframe=timeframe, oi_period=oi_period)
+    settings = _settings()
+    dsn = _prepare(settings)
+    from flows.collect_market_data import collect_market_data
+    from flows.runner import run_flow
+
+    with _stream_progress(dsn, specs, since) as bars:
+        state = run_flow(
+            collect_market_data,
+            exchanges=exchanges,
+            symbols=chosen,
+            datasets=wanted,
+            since=since,
+            until=until,
+            timeframe=timeframe,
+            oi_period=oi_period,
+            replay=replay_url or replay,
+        )
+        rows = state.result(raise_on_failure=False)
+        if isinstance(rows, list):
+            bars.finish(rows)
+    if not isinstance(rows, list):
+        from brain_lib.errors import BrainError
+
+        raise BrainError(f"collect-market-data ended {state.name}: {state.message or rows}")
+    console = _console()
+    for row in rows:
+        if row["status"] != "ok":
+            colour = "red" if row["status"] == "failed" else "yellow"
+            console.print(f"[{colour}]{row['status']}: {row['message']}[/{colour}]")
+        elif row["gaps"]:
+            console.print(
+                f"[yellow]{row['exchange']} {row['symbol']} {row['dataset']}: "
+                f"{row['gaps']} gap(s) recorded in raw.collection_gaps[/yellow]"
+            )
+    console.print(f"collect-market-data: {state.name} ({state.message})")
+    if not state.is_completed():
+        raise typer.Exit(1)
+
+
+@replay_app.command("serve")
+def replay_serve(
+    host: Annotated[str, typer.Option(help="Loopback address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 8765,
+    now: Annotated[str | None, typer.Option(help="Fixed clock, ISO (default: wall clock).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic market.")] = 7,
+    bases: Annotated[str, typer.Option(help="Listed base assets.")] = "BTC,ETH,SOL",
+    source: Annotated[str, typer.Option(help="synthetic or recorded.")] = "synthetic",
+    autocorr: Annotated[float, typer.Option(help="Autocorrelation of synthetic returns.")] = 0.0,
+) -> None:
+    """Run the replay exchange until Ctrl-C; point ccxt at it with brain collect --replay-url."""
+    from brain_lib.errors import ConfigError
+    from brain_lib.market.replay import ReplayConfig, serve
+
+    try:
+        config = ReplayConfig(
+            seed=seed,
+            now=now,
+            bases=tuple(b.strip().upper() for b in bases.split(",") if b.strip()),
+            source=source,
+            autocorr=autocorr,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    serve(
+        config,
+        host=host,
+        port=port,
+        ready=lambda url: typer.echo(f"replay exchange on {url} (Ctrl-C stops it)"),
+    )
 
 
 # ----------------------------------------------------------------------- features

@@ -157,24 +157,42 @@ def test_db_lifecycle(env: dict[str, str]) -> None:
 
 @pytest.mark.slow
 def test_demo_runs_twice_on_the_same_home(env: dict[str, str]) -> None:
-    """The main job end to end on the embedded default, twice: the second run reuses
-    the warehouse and data and adds new versions."""
+    """The main job end to end on the embedded default, twice: ccxt collects from the
+    replay exchange into the warehouse, daily-retrain trains on candles and derivatives;
+    the second run collects nothing new and adds new versions."""
+    perps = ["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"]
     try:
         first = brain("demo", env=env)
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-        assert "9600 candles added" in first.stdout  # 400 days × 24 hours
+        assert "collect-market-data (binance through ccxt, replay exchange)" in first.stdout
         assert "marts.best_model_per_symbol" in first.stdout
         assert "dbt docs:" in first.stdout
         second = brain("demo", env=env)
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-        assert "0 candles added, 9600 unchanged" in second.stdout
         url = brain("db", "url", env=env).stdout.strip()
         with connect(url) as conn:
+            candles = conn.execute(
+                "select symbol, count(*) from raw.ohlcv where exchange = 'binance' "
+                "group by symbol order by symbol"
+            ).fetchall()
+            runs = conn.execute(
+                "select dataset, status, new_rows from raw.collection_runs "
+                "where symbol = 'BTC/USDT:USDT' order by collection_run_id"
+            ).fetchall()  # the first demo's four streams, then the second's
             per_symbol = conn.execute(
-                "select symbol, count(*) from raw.model_versions group by symbol order by symbol"
+                "select symbol, count(*), bool_and(manifest->'feature_sets' ? 'derivatives') "
+                "from raw.model_versions group by symbol order by symbol"
             ).fetchall()
             best = conn.execute("select count(*) from marts.best_model_per_symbol").fetchone()
-        assert per_symbol == [("BTC/USDT", 2), ("ETH/USDT", 2), ("SOL/USDT", 2)]
+        assert candles == [(s, 9600) for s in perps]  # 400 days × 24 hours, once
+        first_run = {d: (st, n) for d, st, n in runs[:4]}
+        second_run = {d: (st, n) for d, st, n in runs[4:]}
+        assert first_run["ohlcv"] == ("ok", 9600)
+        assert first_run["funding"][0] == "ok" and first_run["oi"][0] == "ok"
+        assert first_run["liquidations"] == ("unsupported", 0)  # not in ccxt for binance
+        assert set(second_run) == set(first_run)
+        assert all(n == 0 for _, n in second_run.values())
+        assert per_symbol == [(s, 2, True) for s in perps]
         assert best == (3,)
         assert (Path(env["BRAIN_HOME"]) / "dbt" / "target" / "index.html").exists()
     finally:

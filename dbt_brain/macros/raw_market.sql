@@ -11,6 +11,10 @@
     a constraint would turn it into a failed load and lose it. Only the natural keys and
     NOT NULLs are enforced.
 
+    The collection's bookkeeping lives here too (end of the macro): raw.collection_streams
+    (the state of each stream), raw.collection_runs (append-only log of stream runs) and
+    raw.collection_gaps (holes the exchange did not fill).
+
     Timestamps are what the exchange stamped, in UTC. Point-in-time rule downstream
     (marts.fct_features_hourly): a value stamped at T may only feed bars that close at or
     after T.
@@ -70,5 +74,73 @@ create table if not exists raw.sentiment (
     score      double precision null,
     loaded_at  timestamptz      not null default now(),
     primary key (source, item_key)
+);
+
+-- ------------------------------------------------------------ collection bookkeeping
+-- (brain_lib.market.collect). A stream is exchange x symbol x dataset x series, with
+-- dataset in (ohlcv, funding, oi, liquidations) and series = the candle timeframe
+-- (ohlcv), the sampling period (oi) or '' (funding, liquidations).
+
+-- the latest state of every stream; upserted in the transaction of each page it writes
+-- and at the end of each run. status: running, ok, unsupported, failed
+create table if not exists raw.collection_streams (
+    exchange     text        not null,
+    symbol       text        not null,
+    dataset      text        not null,
+    series       text        not null default '',
+    status       text        not null,
+    message      text        null,
+    last_ts      timestamptz null,
+    last_run_id  text        null,
+    updated_at   timestamptz not null default now(),
+    primary key (exchange, symbol, dataset, series)
+);
+
+-- one row per stream per collection run; append-only
+create table if not exists raw.collection_runs (
+    collection_run_id  bigint generated always as identity primary key,
+    run_id             text             null,
+    exchange           text             not null,
+    symbol             text             not null,
+    dataset            text             not null,
+    series             text             not null default '',
+    status             text             not null,
+    message            text             null,
+    new_rows           bigint           not null default 0,
+    unchanged_rows     bigint           not null default 0,
+    pages              integer          not null default 0,
+    requests           integer          not null default 0,
+    retries            integer          not null default 0,
+    gaps               integer          not null default 0,
+    first_ts           timestamptz      null,
+    last_ts            timestamptz      null,
+    lag_seconds        double precision null,
+    started_at         timestamptz      not null,
+    finished_at        timestamptz      not null default now()
+);
+create index if not exists collection_runs_stream
+    on raw.collection_runs (exchange, symbol, dataset, series, started_at);
+create or replace trigger collection_runs_append_only
+    before update or delete on raw.collection_runs
+    for each row execute function raw.forbid_change('collection runs');
+create or replace trigger collection_runs_no_truncate
+    before truncate on raw.collection_runs
+    for each statement execute function raw.forbid_change('collection runs');
+
+-- holes the exchange did not fill: last_before = the last stamp present before the
+-- hole, first_after = the first one after it; missing_rows = the rows expected in
+-- between (fixed-step series), NULL when unknown. Written with the page that revealed
+-- it; the key makes re-detection a no-op.
+create table if not exists raw.collection_gaps (
+    exchange      text        not null,
+    symbol        text        not null,
+    dataset       text        not null,
+    series        text        not null default '',
+    last_before   timestamptz not null,
+    first_after   timestamptz not null,
+    missing_rows  integer     null,
+    run_id        text        null,
+    detected_at   timestamptz not null default now(),
+    primary key (exchange, symbol, dataset, series, last_before)
 );
 {% endmacro %}
