@@ -23,8 +23,8 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check brain_lib flows tests bench
-	$(BIN)/ruff format --check brain_lib flows tests bench
+	$(BIN)/ruff check brain_lib flows expectations tests bench
+	$(BIN)/ruff format --check brain_lib flows expectations tests bench
 	$(BIN)/mypy
 
 ## unit: the fast tests only (no Prefect server, no demo)
@@ -34,6 +34,8 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_copy.py
 	$(BIN)/python bench/bench_retrain.py
+	$(BIN)/python bench/bench_collect.py
+	$(BIN)/python bench/bench_quality.py
 
 clean-venv:
 	rm -rf $(VENV)

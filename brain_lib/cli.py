@@ -29,6 +29,7 @@ db_app = typer.Typer(help="The warehouse (embedded PostgreSQL unless BRAIN_DATAB
 ingest_app = typer.Typer(help="Load your own market data.")
 models_app = typer.Typer(help="Model versions, champions, promotion and rollback.")
 spool_app = typer.Typer(help="Records spooled while the warehouse was unreachable.")
+quality_app = typer.Typer(help="Data quality: Great Expectations suites on the raw tables.")
 replay_app = typer.Typer(help="The replay exchange: binance, bybit and okx REST on 127.0.0.1.")
 features_app = typer.Typer(help="Feature importance of the champions: top features, shifts, drift.")
 app.add_typer(db_app, name="db")
@@ -37,6 +38,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(spool_app, name="spool")
 app.add_typer(features_app, name="features")
 app.add_typer(replay_app, name="replay")
+app.add_typer(quality_app, name="quality")
 
 EXIT_USER_ERROR = 2
 # the demo market mean-reverts a little hour to hour, so there is something to learn
@@ -262,7 +264,8 @@ def _run_retrain(settings: Settings, **params: Any) -> list[dict[str, Any]]:
     for row in rows:
         if row["status"] != "ok":
             console.print(f"[red]{row['symbol']} {row['model_type']}: {row['error']}[/red]")
-    if not state.is_completed():
+    # a symbol kept out by the data-quality gate is a failure to act on, not a success
+    if not state.is_completed() or any(r["status"] == "blocked" for r in rows):
         raise typer.Exit(1)
     return rows
 
@@ -829,6 +832,53 @@ def replay_serve(
         port=port,
         ready=lambda url: typer.echo(f"replay exchange on {url} (Ctrl-C stops it)"),
     )
+
+
+# ------------------------------------------------------------------------ quality
+
+
+@quality_app.command("check")
+def quality_check(
+    table: Annotated[
+        str | None,
+        typer.Option(
+            help="ohlcv, funding_rates, open_interest, liquidations or model_metrics "
+            "(default: all)."
+        ),
+    ] = None,
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
+    exchange: Annotated[str | None, typer.Option(help="Only this exchange.")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="Only this timeframe (candles).")] = None,
+    start: Annotated[datetime | None, typer.Option(help="Rows from (UTC, inclusive).")] = None,
+    end: Annotated[datetime | None, typer.Option(help="Rows before (UTC, exclusive).")] = None,
+) -> None:
+    """Run the suites by hand: record the results, quarantine failing rows, build Data Docs.
+
+    Exit 1 when a blocking expectation failed.
+    """
+    from brain_lib.quality import data_docs_dir, run_quality_checks
+
+    settings = _settings()
+    dsn = _prepare(settings)
+    reports = run_quality_checks(
+        dsn,
+        tables=[table] if table else None,
+        exchange=exchange,
+        symbol=symbol,
+        timeframe=timeframe,
+        start=start,
+        end=end,
+        docs_dir=data_docs_dir(home=settings.home),
+    )
+    console = _console()
+    for report in reports:
+        colour = "green" if report.success else ("yellow" if report.ok else "red")
+        console.print(f"[{colour}]{report.describe()}[/{colour}]", highlight=False)
+    docs = next((r.docs_index for r in reports if r.docs_index), None)
+    if docs:
+        console.print(f"Data Docs: {docs}")
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
 
 
 # ----------------------------------------------------------------------- features

@@ -21,11 +21,13 @@ from brain_lib.warehouse import parse_dsn
 
 __all__ = [
     "DbtResult",
+    "Freshness",
     "dbt_command",
     "dbt_env",
     "ensure_raw_schema",
     "expected_raw_schema_version",
     "run_dbt",
+    "source_freshness",
 ]
 
 
@@ -194,3 +196,52 @@ def ensure_raw_schema(dsn: str, *, project_dir: Path, state_dir: Path) -> bool:
         state_dir=state_dir,
     )
     return True
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """The freshness of one dbt source table (``dbt source freshness``)."""
+
+    source: str
+    status: str
+    max_loaded_at: str | None
+    age_seconds: float | None
+
+    @property
+    def stale(self) -> bool:
+        """Past its warn_after (or error_after), or with no rows at all."""
+        return self.status != "pass"
+
+
+def source_freshness(
+    dsn: str, *, project_dir: Path, state_dir: Path, select: list[str]
+) -> list[Freshness]:
+    """``dbt source freshness --select …`` and what it found, per table.
+
+    Reads dbt's ``sources.json`` rather than its log. An empty table counts as stale
+    (dbt reports it as an error: there is nothing fresh in it).
+    """
+    import json
+
+    result = run_dbt(
+        ["source", "freshness", "--select", *select],
+        dsn=dsn,
+        project_dir=project_dir,
+        state_dir=state_dir,
+        check=False,
+    )
+    path = state_dir / "target" / "sources.json"
+    if not path.exists():
+        raise WarehouseError(f"dbt source freshness wrote no sources.json: {result.output[-500:]}")
+    found = []
+    for item in json.loads(path.read_text()).get("results", []):
+        source = str(item.get("unique_id", "")).removeprefix("source.brain.")
+        found.append(
+            Freshness(
+                source=source,
+                status=str(item.get("status", "unknown")),
+                max_loaded_at=item.get("max_loaded_at"),
+                age_seconds=item.get("max_loaded_at_time_ago_in_s"),
+            )
+        )
+    return sorted(found, key=lambda f: f.source)

@@ -165,6 +165,9 @@ def load_training_candles(
 ) -> pd.DataFrame:
     """Candles ``start <= ts < end`` with the symbol's derivatives features joined on.
 
+    Candles kept in ``raw.quarantine_ohlcv`` (a failed data-quality rule,
+    :mod:`brain_lib.quality`) are left out: the raw rows stay, nothing learns from them.
+
     The features of ``marts.fct_features_hourly`` (funding, open interest,
     liquidations, sentiment; point-in-time: bar ``ts`` only sees data stamped at or
     before its close) are added as columns when the timeframe is 1h and the symbol has
@@ -173,10 +176,14 @@ def load_training_candles(
     """
     from brain_lib.errors import MartNotBuiltError
     from brain_lib.market.data import load_derivative_features
+    from brain_lib.quality import exclude_quarantined
     from brain_lib.warehouse import load_ohlcv
 
     candles = load_ohlcv(
         conn, exchange=exchange, symbol=symbol, timeframe=timeframe, start=start, end=end
+    )
+    candles = exclude_quarantined(
+        conn, candles, exchange=exchange, symbol=symbol, timeframe=timeframe
     )
     if timeframe != "1h":
         return candles

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from prefect import State, flow, get_run_logger, task, unmapped
@@ -70,6 +71,113 @@ def collect_stream_task(
 ) -> StreamReport:
     """Collect one stream; a warehouse that cannot be reached retries the task."""
     return collect_stream(dsn, spec, pool=pool, since=since, until=until, run_id=run_id)
+
+
+QUALITY_TABLES = {
+    "ohlcv": "ohlcv",
+    "funding": "funding_rates",
+    "oi": "open_interest",
+    "liquidations": "liquidations",
+}
+FRESHNESS_SOURCES = {
+    "ohlcv": "source:raw.ohlcv",
+    "funding": "source:market.funding_rates",
+    "oi": "source:market.open_interest",
+    "liquidations": "source:market.liquidations",
+}
+
+
+@task(
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
+def validate_batches(
+    dsn: str, reports: list[StreamReport], run_id: str | None, docs_dir: Path
+) -> list[dict[str, Any]]:
+    """Great Expectations on every batch that landed new rows: results recorded in
+    ``raw.data_quality_results``, failing rows copied to ``raw.quarantine_<table>``.
+
+    A batch is the stream's new rows plus one bar before them, so the gap and move
+    checks also see the seam with what was stored before.
+    """
+    from datetime import timedelta
+
+    import ccxt
+
+    from brain_lib.quality import run_quality_checks
+
+    out: list[dict[str, Any]] = []
+    for r in reports:
+        if r.status != "ok" or not r.new_rows or r.first_ts is None or r.last_ts is None:
+            continue
+        bar = ccxt.Exchange.parse_timeframe(r.series) if r.dataset == "ohlcv" else 0
+        step = timedelta(seconds=bar)
+        (report,) = run_quality_checks(
+            dsn,
+            tables=[QUALITY_TABLES[r.dataset]],
+            exchange=r.exchange,
+            symbol=r.symbol,
+            timeframe=r.series if r.dataset == "ohlcv" else None,
+            start=r.first_ts - step,
+            end=r.last_ts + timedelta(microseconds=1),
+            run_id=run_id,
+            docs_dir=docs_dir,
+        )
+        out.append(
+            {
+                "stream": r.label,
+                "ok": report.ok,
+                "success": report.success,
+                "summary": report.describe(),
+                "docs": str(report.docs_index) if report.docs_index else None,
+            }
+        )
+    return out
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=5)
+def check_freshness(
+    dsn: str, project_dir: Path, state_dir: Path, datasets: list[str]
+) -> list[dict[str, Any]]:
+    """dbt source freshness of the raw tables the run collected into."""
+    from brain_lib.dbt import source_freshness
+
+    select = sorted({FRESHNESS_SOURCES[d] for d in datasets})
+    if not select:
+        return []
+    found = source_freshness(dsn, project_dir=project_dir, state_dir=state_dir, select=select)
+    return [
+        {
+            "source": f.source,
+            "status": f.status,
+            "stale": f.stale,
+            "max_loaded_at": f.max_loaded_at,
+            "age_seconds": f.age_seconds,
+        }
+        for f in found
+    ]
+
+
+def quality_markdown(checks: list[dict[str, Any]], freshness: list[dict[str, Any]]) -> str:
+    """The data-quality and freshness part of the run's artifact."""
+    lines = ["", "## Data quality of the new batches", ""]
+    lines += [
+        f"- {'✅' if c['success'] else ('⚠️' if c['ok'] else '❌')} {c['summary']}" for c in checks
+    ] or ["No new rows to check."]
+    docs = next((c["docs"] for c in checks if c["docs"]), None)
+    if docs:
+        lines += ["", f"Great Expectations Data Docs: `{docs}`"]
+    lines += ["", "## Source freshness (dbt)", ""]
+    lines += [
+        f"- {f['source']}: **{f['status']}**"
+        + (f", newest row loaded {f['age_seconds'] / 3600:.1f} h ago" if f["age_seconds"] else "")
+        + (" — STALE" if f["stale"] else "")
+        for f in freshness
+    ] or ["Not checked."]
+    return "\n".join(lines) + "\n"
 
 
 def _failed_report(spec: StreamSpec, state: State) -> StreamReport:
@@ -153,7 +261,28 @@ def collect_market_data(
     for spec, future in zip(specs, futures, strict=True):
         state = future.state
         reports.append(future.result() if state.is_completed() else _failed_report(spec, state))
-    markdown = summary_markdown(reports)
+    new = sum(r.new_rows for r in reports)
+    from brain_lib.quality import data_docs_dir
+
+    checks = validate_batches(dsn, reports, run_id, data_docs_dir(home=settings.home))
+    for c in checks:
+        (logger.info if c["success"] else logger.warning)("data quality: %s", c["summary"])
+    if build_marts and new:
+        logger.info(
+            dbt_build(
+                dsn,
+                settings.dbt_dir,
+                settings.home / "dbt",
+                select="+fct_features_hourly",
+                indirect_selection="cautious",
+            )
+        )
+    collected = sorted({r.dataset for r in reports if r.status == "ok"})
+    freshness = check_freshness(dsn, settings.dbt_dir, settings.home / "dbt", collected)
+    stale = [f["source"] for f in freshness if f["stale"]]
+    if stale:
+        logger.warning("stale sources: %s", ", ".join(stale))
+    markdown = summary_markdown(reports) + quality_markdown(checks, freshness)
     create_markdown_artifact(
         key=ARTIFACT_KEY,
         markdown=markdown,
@@ -171,22 +300,17 @@ def collect_market_data(
             len(r.gaps),
             f" ({r.message})" if r.message else "",
         )
-    new = sum(r.new_rows for r in reports)
-    if build_marts and new:
-        logger.info(
-            dbt_build(
-                dsn,
-                settings.dbt_dir,
-                settings.home / "dbt",
-                select="+fct_features_hourly",
-                indirect_selection="cautious",
-            )
-        )
     failed = [r for r in reports if r.status == "failed"]
     if failed:
         names = ", ".join(r.label for r in failed)
         return Failed(message=f"{len(failed)} of {len(reports)} streams failed: {names}", data=rows)
-    return Completed(message=f"{len(reports)} streams collected, {new} new rows", data=rows)
+    bad = [c["stream"] for c in checks if not c["ok"]]
+    message = f"{len(reports)} streams collected, {new} new rows"
+    if bad:
+        message += f"; blocking data-quality failures (rows quarantined): {', '.join(bad)}"
+    if stale:
+        message += f"; stale: {', '.join(stale)}"
+    return Completed(message=message, data=rows)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 """Flow ``daily-retrain``: one model per symbol × model type, judged out of sample.
 
-Per symbol and model type, as mapped tasks: load candles → features and labels →
+First, each symbol's window passes the Great Expectations gate: a blocking failure
+keeps that symbol out of the run (its champion stays; the reasons are in the summary
+and in ``raw.data_quality_results``), and quarantined candles are never trained on.
+Then per symbol and model type, as mapped tasks: load candles → features and labels →
 purged walk-forward → backtest and metrics → final fit → feature importance →
 artifact → judged against the champion → version, metrics, importance, event and
 champion pointer (one transaction). Symbols marked for retraining by
 nightly-feature-analysis (``raw.retrain_requests``) join the run; their requests are
 marked served once every model type of the symbol has landed. Then ``dbt build`` of
 the marts and a table artifact of the run's metrics. A symbol that fails does not sink
-the others; the run ends Failed, with a per-symbol summary, when any did.
+the others; the run ends Failed, with a per-symbol summary, when any did, and
+Completed named Blocked when data quality kept a symbol out.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from flows.tasks import (
     load_candles,
     pending_retrains,
     prepare_warehouse,
+    quality_gate,
     raise_for_empty,
     replay_spool,
     save_version_artifact,
@@ -127,7 +132,38 @@ def daily_retrain(
         logger.info("retraining %s as requested: %s", req["symbol"], req["reason"])
         if req["symbol"] not in run_symbols:
             run_symbols.append(req["symbol"])
-    pairs = list(product(run_symbols, settings.model_types))
+    # Great Expectations on every symbol's window first: a blocking failure keeps the
+    # symbol (and its champion) out of this run; the others train
+    from brain_lib.quality import data_docs_dir
+
+    docs_dir = data_docs_dir(home=settings.home)
+    gates = quality_gate.map(
+        unmapped(dsn),
+        unmapped(settings.exchange),
+        run_symbols,
+        unmapped(settings.timeframe),
+        unmapped(settings.lookback_days),
+        unmapped(end),
+        unmapped(run_id),
+        unmapped(docs_dir),
+    )
+    gates.wait()
+    blocked: dict[str, str] = {}
+    docs_index: str | None = None
+    for symbol, gate in zip(run_symbols, gates, strict=True):
+        if not gate.state.is_completed():
+            # nothing learns from data nobody could check
+            blocked[symbol] = f"data-quality check did not run: {_first_failure([gate])}"
+            continue
+        verdict = gate.result()
+        docs_index = verdict["docs"] or docs_index
+        if not verdict["ok"]:
+            blocked[symbol] = "blocked by data quality: " + "; ".join(verdict["reasons"])
+    for symbol, why in blocked.items():
+        logger.error("%s not trained, its champion stays: %s", symbol, why)
+    if docs_index:
+        logger.info("data-quality Data Docs: %s", docs_index)
+    pairs = [(s, mt) for s, mt in product(run_symbols, settings.model_types) if s not in blocked]
     syms = [s for s, _ in pairs]
     params = model_params or {}
     configs = [_config(settings, mt, dict(params.get(mt, {}))) for _, mt in pairs]
@@ -188,6 +224,12 @@ def daily_retrain(
             row.update({k: None for k in SUMMARY_METRICS})
         rows.append(row)
 
+    for symbol, why in blocked.items():
+        for model_type in settings.model_types:
+            row = {"symbol": symbol, "model_type": model_type, "status": "blocked"}
+            row.update(version_id="", decision="", champion="", reason="", error=why)
+            row.update({k: None for k in SUMMARY_METRICS})
+            rows.append(row)
     ok = [r for r in rows if r["status"] == "ok"]
     requested = {req["symbol"] for req in requests}
     served = sorted(
@@ -197,16 +239,19 @@ def daily_retrain(
         consume_retrains(dsn, settings.exchange, settings.timeframe, served, run_id)
     spooled = [r for r in rows if r["status"] == "spooled"]
     failed = [r for r in rows if r["status"] == "failed"]
+    blocked_rows = [r for r in rows if r["status"] == "blocked"]
     if build_marts and ok and not spooled:
         logger.info(dbt_build(dsn, settings.dbt_dir, settings.home / "dbt"))
     create_table_artifact(
         key="daily-retrain-metrics",
         table=rows,
         description=f"daily-retrain on {settings.exchange} {settings.timeframe}: "
-        f"{len(ok)} landed, {len(spooled)} spooled, {len(failed)} failed",
+        f"{len(ok)} landed, {len(spooled)} spooled, {len(failed)} failed, "
+        f"{len(blocked_rows)} blocked by data quality"
+        + (f" (Data Docs: {docs_index})" if docs_index else ""),
     )
     for r in rows:
-        if r["status"] != "failed":
+        if r["status"] not in ("failed", "blocked"):
             logger.info(
                 "%s %s: version %s %s (%s) sharpe=%s calmar=%s",
                 r["symbol"],
@@ -218,10 +263,17 @@ def daily_retrain(
                 r["calmar"],
             )
         else:
-            logger.error("%s %s failed: %s", r["symbol"], r["model_type"], r["error"])
+            logger.error("%s %s %s: %s", r["symbol"], r["model_type"], r["status"], r["error"])
     if failed:
         names = ", ".join(f"{r['symbol']}/{r['model_type']}" for r in failed)
         return Failed(message=f"{len(failed)} of {len(rows)} failed: {names}", data=rows)
+    if blocked_rows:
+        names = ", ".join(sorted(blocked))
+        return Completed(
+            name="Blocked",
+            message=f"{len(ok)} model versions trained; blocked by data quality: {names}",
+            data=rows,
+        )
     if spooled:
         return Completed(
             name="Spooled",

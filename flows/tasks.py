@@ -54,6 +54,68 @@ def prepare_warehouse(settings: Settings) -> str:
     return dsn
 
 
+def training_window(
+    conn: Any, exchange: str, symbol: str, timeframe: str, lookback_days: int, end: datetime | None
+) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """``[start, end)`` of a symbol's training window: ``lookback_days`` up to ``end``, or
+    up to and including its newest stored candle; (None, None) when it has none."""
+    if end is None:
+        row = conn.execute(
+            "select max(ts) from raw.ohlcv where exchange = %s and symbol = %s and timeframe = %s",
+            (exchange, symbol, timeframe),
+        ).fetchone()
+        last = row[0] if row else None
+        end_ts = pd.Timestamp(last) + pd.Timedelta(microseconds=1) if last is not None else None
+    else:
+        end_ts = pd.Timestamp(end)
+    start_ts = end_ts - pd.Timedelta(days=lookback_days) if end_ts is not None else None
+    return start_ts, end_ts
+
+
+@task(
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
+def quality_gate(
+    dsn: str,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    lookback_days: int,
+    end: datetime | None,
+    run_id: str | None,
+    docs_dir: Path,
+) -> dict[str, Any]:
+    """Great Expectations on the symbol's training window before anything trains on it.
+
+    Records every result in ``raw.data_quality_results`` and quarantines failing rows
+    (:func:`brain_lib.quality.gate_training_window`). ``ok`` False: a blocking rule
+    failed, do not train the symbol in this run. A symbol with no candles passes here:
+    loading it fails later with the clearer "unknown symbol" error.
+    """
+    from brain_lib.quality import gate_training_window
+
+    with warehouse.connect(dsn) as conn:
+        start_ts, end_ts = training_window(conn, exchange, symbol, timeframe, lookback_days, end)
+    if end_ts is None:
+        return {"symbol": symbol, "ok": True, "reasons": [], "docs": None, "quarantined": 0}
+    decision = gate_training_window(
+        dsn, exchange, symbol, timeframe, start_ts, end_ts, run_id=run_id, docs_dir=docs_dir
+    )
+    docs = decision.report.docs_index
+    return {
+        "symbol": symbol,
+        "ok": decision.ok,
+        "reasons": list(decision.reasons),
+        "docs": str(docs) if docs is not None else None,
+        "quarantined": decision.quarantined,
+        "summary": decision.report.describe(),
+    }
+
+
 @task(
     cache_policy=NO_CACHE,
     persist_result=False,
@@ -73,17 +135,7 @@ def load_candles(
     """Load the training window of one symbol (ending at ``end`` or its newest candle),
     with its derivatives features when it has any (:func:`training.load_training_candles`)."""
     with warehouse.connect(dsn) as conn:
-        if end is None:
-            row = conn.execute(
-                "select max(ts) from raw.ohlcv "
-                "where exchange = %s and symbol = %s and timeframe = %s",
-                (exchange, symbol, timeframe),
-            ).fetchone()
-            last = row[0] if row else None
-            end_ts = pd.Timestamp(last) + pd.Timedelta(microseconds=1) if last is not None else None
-        else:
-            end_ts = pd.Timestamp(end)
-        start_ts = end_ts - pd.Timedelta(days=lookback_days) if end_ts is not None else None
+        start_ts, end_ts = training_window(conn, exchange, symbol, timeframe, lookback_days, end)
         candles = training.load_training_candles(
             conn, exchange=exchange, symbol=symbol, timeframe=timeframe, start=start_ts, end=end_ts
         )

@@ -94,6 +94,25 @@ def test_the_flow_maps_streams_and_publishes_a_summary(
     assert artifact is not None and artifact.type == "markdown"
     assert "9 streams: 7 ok, 2 unsupported, 0 failed" in artifact.data
     assert "| binance | BTC/USDT:USDT | funding | ok | 6 |" in artifact.data
+    # every batch that landed rows went through Great Expectations, recorded under the run
+    with connect(dsn) as conn:
+        checked = conn.execute(
+            "select table_name, symbol, bool_and(success) from raw.data_quality_results "
+            "where run_id = %s group by 1, 2 order by 1, 2",
+            (str(flow_run_id),),
+        ).fetchall()
+    assert checked == [
+        ("funding_rates", "BTC/USDT:USDT", True),
+        ("funding_rates", "ETH/USDT:USDT", True),
+        ("ohlcv", "BTC/USDT", True),
+        ("ohlcv", "BTC/USDT:USDT", True),
+        ("ohlcv", "ETH/USDT:USDT", True),
+        ("open_interest", "BTC/USDT:USDT", True),
+        ("open_interest", "ETH/USDT:USDT", True),
+    ]
+    assert "## Data quality of the new batches" in artifact.data
+    assert "raw.ohlcv: **pass**" in artifact.data  # dbt source freshness
+    assert "market.funding_rates: **pass**" in artifact.data
 
     # the next hourly run finds nothing new
     again = run_flow(

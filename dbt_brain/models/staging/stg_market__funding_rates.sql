@@ -2,7 +2,13 @@ with
 
 source as (
 
-    select * from {{ source('market', 'funding_rates') }}
+    -- rows that failed a data-quality rule are kept in raw.quarantine_funding_rates and left
+    -- out here, so no feature and no model learns from them (brain_lib.quality)
+    select * from {{ source('market', 'funding_rates') }} as source
+    where not exists (
+        select 1 from {{ source('quality', 'quarantine_funding_rates') }} as q
+        where q.exchange = source.exchange and q.symbol = source.symbol and q.ts = source.ts
+    )
 
 ),
 

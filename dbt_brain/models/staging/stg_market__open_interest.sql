@@ -2,7 +2,13 @@ with
 
 source as (
 
-    select * from {{ source('market', 'open_interest') }}
+    -- rows that failed a data-quality rule are kept in raw.quarantine_open_interest and left
+    -- out here, so no feature and no model learns from them (brain_lib.quality)
+    select * from {{ source('market', 'open_interest') }} as source
+    where not exists (
+        select 1 from {{ source('quality', 'quarantine_open_interest') }} as q
+        where q.exchange = source.exchange and q.symbol = source.symbol and q.period = source.period and q.ts = source.ts
+    )
 
 ),
 
