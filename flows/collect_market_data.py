@@ -120,7 +120,7 @@ def validate_batches(
             tables=[QUALITY_TABLES[r.dataset]],
             exchange=r.exchange,
             symbol=r.symbol,
-            timeframe=r.series if r.dataset == "ohlcv" else None,
+            timeframe=r.series if r.dataset in ("ohlcv", "oi") else None,
             start=r.first_ts - step,
             end=r.last_ts + timedelta(microseconds=1),
             run_id=run_id,

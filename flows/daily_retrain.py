@@ -16,7 +16,7 @@ Completed named Blocked when data quality kept a symbol out.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import product
 from typing import Any
 
@@ -31,6 +31,7 @@ from brain_lib.training import TrainingConfig
 from flows.tasks import (
     backtest_and_score,
     build_training_set,
+    check_model_metrics,
     compute_importance,
     consume_retrains,
     dbt_build,
@@ -114,6 +115,7 @@ def daily_retrain(
     flow_run = getattr(get_run_context(), "flow_run", None)
     run_id = str(flow_run.id) if flow_run is not None else None
 
+    started = datetime.now(UTC)
     dsn = prepare_warehouse(settings)
     spool_dir = settings.home / "spool"
     replayed = replay_spool(dsn, spool_dir)
@@ -240,6 +242,11 @@ def daily_retrain(
     spooled = [r for r in rows if r["status"] == "spooled"]
     failed = [r for r in rows if r["status"] == "failed"]
     blocked_rows = [r for r in rows if r["status"] == "blocked"]
+    if ok:
+        summary = check_model_metrics(
+            dsn, settings.exchange, settings.timeframe, started, run_id, docs_dir
+        )
+        (logger.info if "passed" in summary else logger.warning)("data quality: %s", summary)
     if build_marts and ok and not spooled:
         logger.info(dbt_build(dsn, settings.dbt_dir, settings.home / "dbt"))
     create_table_artifact(

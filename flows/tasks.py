@@ -123,6 +123,32 @@ def quality_gate(
     retry_delay_seconds=IO_RETRY_DELAYS,
     retry_condition_fn=retry_transient,
 )
+def check_model_metrics(
+    dsn: str, exchange: str, timeframe: str, since: datetime, run_id: str | None, docs_dir: Path
+) -> str:
+    """The model-metrics suite (finite, within their definitions, plausible) on the
+    metrics written since ``since``; results recorded like every other validation."""
+    from brain_lib.quality import run_quality_checks
+
+    (report,) = run_quality_checks(
+        dsn,
+        tables=["model_metrics"],
+        exchange=exchange,
+        timeframe=timeframe,
+        start=since,
+        run_id=run_id,
+        docs_dir=docs_dir,
+    )
+    return report.describe()
+
+
+@task(
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_transient,
+)
 def load_candles(
     dsn: str,
     exchange: str,

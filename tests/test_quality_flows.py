@@ -98,6 +98,13 @@ def test_a_broken_window_is_not_trained_and_its_champion_stays(
             "select count(*) from raw.ohlcv where symbol = %s and ts = %s", (BAD, planted)
         ).fetchone()
     assert results == [(BAD, "expect_candle_high_at_top", False, 1)]
+    with connect(dsn) as conn:
+        metric_checks = conn.execute(
+            "select count(*), bool_and(success) from raw.data_quality_results "
+            "where run_id = %s and table_name = 'model_metrics'",
+            (run_id,),
+        ).fetchone()
+    assert metric_checks is not None and metric_checks[0] >= 2 and metric_checks[1]
     assert [(q[0], q[1], q[3]) for q in quarantined] == [
         (planted, "expect_candle_high_at_top", run_id)
     ]
