@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from brain_lib.errors import NoModelError
 from brain_lib.registry import COMPOSITE_OF_METRICS_SQL, load_model
-from brain_lib.warehouse import open_connection, resolve_dsn
+from brain_lib.warehouse import SharedConnection, resolve_dsn
 
 if TYPE_CHECKING:
     from brain_lib.config import Settings
@@ -69,8 +69,7 @@ class BrainLibrary:
             from brain_lib.config import Settings
 
             dsn = resolve_dsn(settings or Settings())
-        self._dsn = dsn
-        self._conn: Any = None
+        self._db = SharedConnection(dsn)
         self._cache: OrderedDict[str, Model] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -81,27 +80,16 @@ class BrainLibrary:
     def _query(self, sql: str, params: tuple[Any, ...]) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run a read on the library's own connection (kept open; reopened once if the
         server dropped it)."""
-        import psycopg
 
-        with self._lock:
-            for attempt in (1, 2):
-                if self._conn is None or self._conn.closed:
-                    self._conn = open_connection(self._dsn, autocommit=True)
-                try:
-                    cur = self._conn.execute(sql, params)
-                    return [d.name for d in cur.description or []], cur.fetchall()
-                except psycopg.OperationalError:
-                    self._conn = None
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")
+        def read(conn: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+            cur = conn.execute(sql, params)
+            return [d.name for d in cur.description or []], cur.fetchall()
+
+        return self._db.run(read)
 
     def close(self) -> None:
         """Close the library's connection (it reopens on the next call)."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._db.close()
 
     def __enter__(self) -> BrainLibrary:
         return self

@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from brain_lib.errors import (
@@ -39,6 +40,7 @@ __all__ = [
     "ConnectionParams",
     "EmbeddedWarehouse",
     "LoadReport",
+    "SharedConnection",
     "connect",
     "copy_ohlcv",
     "load_ohlcv",
@@ -48,6 +50,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DATABASE_NAME = "brain"
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -237,6 +240,43 @@ def open_connection(dsn: str, *, autocommit: bool = False, timeout: int = 10) ->
         except ConfigError:
             where = "the configured database"
         raise WarehouseUnavailableError(f"cannot reach the warehouse at {where}: {first}") from None
+
+
+class SharedConnection:
+    """One autocommit connection for a long-lived reader, safe to share between threads.
+
+    Opened on first use; when the server dropped it (``OperationalError``) the work is
+    tried once more on a new connection. :class:`brain_lib.brain.BrainLibrary` and
+    :class:`brain_lib.market.data.DataCollector` read through it.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """``work(connection)``, under the lock, reconnecting once if needed."""
+        import psycopg
+
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.closed:
+                    self._conn = open_connection(self.dsn, autocommit=True)
+                try:
+                    return work(self._conn)
+                except psycopg.OperationalError:
+                    self._conn = None
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Close the connection (it reopens on the next :meth:`run`)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 @contextlib.contextmanager

@@ -20,12 +20,11 @@ All SQL is parameterised; the column names come from the constants below.
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from brain_lib.errors import ConfigError, MartNotBuiltError, UnknownSymbolError, WarehouseError
-from brain_lib.warehouse import open_connection, resolve_dsn
+from brain_lib.warehouse import SharedConnection, resolve_dsn
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -222,37 +221,26 @@ class DataCollector:
             from brain_lib.config import Settings
 
             dsn = resolve_dsn(settings or Settings())
-        self._dsn = dsn
-        self._conn: Any = None
-        self._lock = threading.Lock()
+        self._db = SharedConnection(dsn)
 
     # ------------------------------------------------------------- connection
 
     def _query(self, query: Any, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         import psycopg
 
-        with self._lock:
-            for attempt in (1, 2):
-                if self._conn is None or self._conn.closed:
-                    self._conn = open_connection(self._dsn, autocommit=True)
-                try:
-                    if _mart_missing(self._conn):
-                        raise MartNotBuiltError(f"{FEATURES_MART} does not exist: {BUILD_HINT}")
-                    return list(self._conn.execute(query, params).fetchall())
-                except psycopg.errors.UndefinedColumn as exc:
-                    raise _mart_error(exc) from None
-                except psycopg.OperationalError:
-                    self._conn = None
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")
+        def read(conn: Any) -> list[tuple[Any, ...]]:
+            if _mart_missing(conn):
+                raise MartNotBuiltError(f"{FEATURES_MART} does not exist: {BUILD_HINT}")
+            try:
+                return list(conn.execute(query, params).fetchall())
+            except psycopg.errors.UndefinedColumn as exc:
+                raise _mart_error(exc) from None
+
+        return self._db.run(read)
 
     def close(self) -> None:
         """Close the connection (it reopens on the next call)."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._db.close()
 
     def __enter__(self) -> DataCollector:
         return self
