@@ -39,7 +39,7 @@ from brain_lib.market.collect import (
     summary_markdown,
 )
 from brain_lib.market.exchanges import EXCHANGES
-from flows.tasks import IO_RETRY_DELAYS, dbt_build, prepare_warehouse, retry_transient
+from flows.tasks import IO_TASK, dbt_build, prepare_warehouse
 
 ARTIFACT_KEY = "collect-market-data"
 
@@ -54,11 +54,7 @@ def default_symbols(exchanges: list[str], settings: Settings) -> dict[str, list[
 
 
 @task(
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
+    **IO_TASK,
     task_run_name="collect {spec.exchange} {spec.symbol} {spec.dataset}",
 )
 def collect_stream_task(
@@ -87,13 +83,7 @@ FRESHNESS_SOURCES = {
 }
 
 
-@task(
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@task(**IO_TASK)
 def validate_batches(
     dsn: str, reports: list[StreamReport], run_id: str | None, docs_dir: Path
 ) -> list[dict[str, Any]]:

@@ -24,18 +24,12 @@ from prefect.states import Completed, Failed
 
 from brain_lib import analysis, warehouse
 from brain_lib.config import Settings
-from flows.tasks import IO_RETRY_DELAYS, dbt_build, prepare_warehouse, retry_transient
+from flows.tasks import IO_TASK, dbt_build, prepare_warehouse
 
 MARTS = "+feature_importance_trends +feature_shifts +feature_drift"
 
 
-@task(
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@task(**IO_TASK)
 def find_champions(
     dsn: str, symbols: list[str] | None, exchange: str | None, timeframe: str | None
 ) -> list[analysis.Champion]:
@@ -71,26 +65,14 @@ def analyze_and_record(
     return result.summary()
 
 
-@task(
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@task(**IO_TASK)
 def read_flags(dsn: str, version_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """The latest shift comparisons and the drifting features of ``version_ids``."""
     with warehouse.connect(dsn) as conn:
         return analysis.latest_flags(conn, version_ids)
 
 
-@task(
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@task(**IO_TASK)
 def mark_for_retraining(
     dsn: str, shifts: list[dict[str, Any]], run_id: str | None
 ) -> list[dict[str, Any]]:

@@ -39,13 +39,18 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@task(
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+IO_TASK: dict[str, Any] = {
+    "cache_policy": NO_CACHE,
+    "persist_result": False,
+    "retries": 3,
+    "retry_delay_seconds": IO_RETRY_DELAYS,
+    "retry_condition_fn": retry_transient,
+}
+"""Options of every task that does I/O: never cached or persisted, retried on what may
+pass by itself (an unreachable warehouse, a dropped connection)."""
+
+
+@task(**IO_TASK)
 def prepare_warehouse(settings: Settings) -> str:
     """Start the embedded warehouse if needed and make sure the raw schema exists."""
     dsn = warehouse.resolve_dsn(settings)
@@ -72,13 +77,7 @@ def training_window(
     return start_ts, end_ts
 
 
-@task(
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@task(**IO_TASK)
 def quality_gate(
     dsn: str,
     exchange: str,
@@ -116,13 +115,7 @@ def quality_gate(
     }
 
 
-@task(
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@task(**IO_TASK)
 def check_model_metrics(
     dsn: str, exchange: str, timeframe: str, since: datetime, run_id: str | None, docs_dir: Path
 ) -> str:
@@ -142,13 +135,7 @@ def check_model_metrics(
     return report.describe()
 
 
-@task(
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@task(**IO_TASK)
 def load_candles(
     dsn: str,
     exchange: str,
@@ -310,13 +297,7 @@ def land_version(
     }
 
 
-@task(
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@task(**IO_TASK)
 def replay_spool(dsn: str, spool_dir: Path) -> spool.ReplayReport:
     """Land the record sets an earlier run could not write."""
     return spool.replay(dsn, spool_dir)
@@ -347,13 +328,7 @@ def dbt_build(
     return summary[-1].strip() if summary else "dbt build finished"
 
 
-@task(
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@task(**IO_TASK)
 def pending_retrains(dsn: str, exchange: str, timeframe: str) -> list[dict[str, Any]]:
     """Symbols that nightly-feature-analysis marked for retraining, not served yet."""
     from brain_lib.analysis import pending_retrain_requests
@@ -362,13 +337,7 @@ def pending_retrains(dsn: str, exchange: str, timeframe: str) -> list[dict[str, 
         return pending_retrain_requests(conn, exchange=exchange, timeframe=timeframe)
 
 
-@task(
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_transient,
-)
+@task(**IO_TASK)
 def consume_retrains(
     dsn: str, exchange: str, timeframe: str, symbols: list[str], run_id: str | None
 ) -> int:
