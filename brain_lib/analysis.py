@@ -24,10 +24,14 @@ What a night computes for one champion version (flow ``nightly-feature-analysis`
   ``ε = 1e-4`` (dbt var ``psi_epsilon``). :func:`psi` is the same formula in numpy,
   the reference the tests hold the SQL to.
 
-The recent window usually overlaps the champion's training window (daily-retrain trains
-up to the newest candle): nightly importance says what the model *relies on* in recent
-data, not how well it generalises there. Rows after the version's ``train_end`` are
-out of sample; their count is reported (``rows_after_training``).
+Only rows the champion **never saw** count: the recent window is the last
+``window_days`` days, cut at the version's ``train_end``, so every nightly importance
+and every recent distribution is computed on bars after the version's training window
+(out of sample). Their number is reported (``rows_after_training``, also the ``n_rows``
+of every stored row). A champion trained up to the newest candle — the usual case
+right after daily-retrain — has too few such rows yet: its methods are stored as
+skipped with that reason, and the night compares nothing for it until enough bars
+have passed (a champion kept through rollbacks ages into the analysis).
 
 Bad input does not crash the night: a version whose artifact cannot be loaded or whose
 candles are gone raises a clear error for that champion only (the flow isolates it); a
@@ -51,7 +55,7 @@ from brain_lib import importance as imp
 from brain_lib.errors import DataError
 from brain_lib.features import feature_warmup_bars
 from brain_lib.labels import forward_return
-from brain_lib.training import feature_frame, load_training_candles
+from brain_lib.training import candles_on_grid, feature_frame, load_training_candles
 
 __all__ = [
     "DEFAULT_BINS",
@@ -103,8 +107,19 @@ class Champion:
         return float(self.manifest.get("backtest", {}).get("fee_bps", 5.0))
 
     @property
-    def threshold(self) -> float:
-        return float(self.manifest.get("backtest", {}).get("threshold", 0.0))
+    def cost_bps(self) -> float:
+        backtest = self.manifest.get("backtest", {})
+        return float(backtest.get("fee_bps", 5.0)) + float(backtest.get("slippage_bps", 0.0))
+
+    def policy(self) -> Any:
+        """The fitted policy the version serves with (``policy.serving`` of its manifest;
+        the sign of the prediction for a manifest from before policies)."""
+        from brain_lib.policy import fitted_from_params
+        from brain_lib.training import policy_spec_of
+
+        spec = policy_spec_of(self.manifest)
+        serving = self.manifest.get("policy", {}).get("serving", {})
+        return fitted_from_params(spec, serving)
 
 
 @dataclass
@@ -301,11 +316,14 @@ def analyze_champion(
 ) -> NightlyAnalysis:
     """Importance of ``champion`` on the last ``window_days`` and the distribution counts.
 
-    The recent window is ``(end - window_days, end]`` of candle open times; ``end``
-    defaults to the newest stored candle of the symbol. Features are built over the
-    training window and the recent window together (features only look back, so a row
-    is the same whichever span it is computed in; the first
+    The recent window is ``(max(end - window_days, train_end), end]`` of candle open
+    times — only bars after the version's training window; ``end`` defaults to the
+    newest stored candle of the symbol. Features are built over the training window and
+    the recent window together on the bar grid (features only look back, so a row is the
+    same whichever span it is computed in; the first
     :func:`~brain_lib.features.feature_warmup_bars` bars are warm-up and never used).
+    Permutation importance scores each shuffle by the Sharpe of the positions the
+    version's own serving policy takes.
     """
     from brain_lib.registry import load_model
 
@@ -331,7 +349,8 @@ def analyze_champion(
     candles = load_training_candles(
         conn, **key, start=start, end=end_ts + pd.Timedelta(microseconds=1)
     )
-    features = feature_frame(candles).iloc[feature_warmup_bars() :]
+    grid = candles_on_grid(candles, champion.timeframe)
+    features = feature_frame(grid).iloc[feature_warmup_bars() :]
     names = [str(n) for n in champion.manifest.get("features", [])]
     missing = [n for n in names if n not in features.columns]
     if not names or missing:
@@ -340,9 +359,13 @@ def analyze_champion(
             f"{missing or 'the manifest features'}; retrain it before analysing it"
         )
     features = features[names]
-    label = forward_return(candles, horizon=champion.label_horizon).reindex(features.index)
+    label = forward_return(grid, horizon=champion.label_horizon).reindex(features.index)
 
-    recent_mask = features.index > window_start
+    # out of sample only: bars after the training window that exist (not a hole of the
+    # grid) and follow an existing bar
+    close = grid["close"]
+    present = (close.notna() & close.shift(1).notna()).reindex(features.index).to_numpy()
+    recent_mask = (features.index > window_start) & (features.index > champion.train_end) & present
     recent = features[recent_mask]
     train_mask = (features.index >= champion.train_start) & (features.index <= champion.train_end)
     train_rows = features[train_mask]
@@ -355,19 +378,35 @@ def analyze_champion(
     rec_l = recent[labelled]
     y_l = label[recent_mask][labelled]
     if len(rec_l) >= min_rows:
+        from brain_lib.policy import apply_policies, trailing_volatility
+        from brain_lib.training import FUNDING_COLUMN
+
         pred = pd.Series(model.predict(rec_l), index=rec_l.index)
         results.append(imp.correlation_importance(rec_l, y_l, predictions=pred, min_rows=min_rows))
+        policy = champion.policy()
+        vol = pd.Series(
+            trailing_volatility(grid["close"].to_numpy(dtype=float), policy.spec.vol_window),
+            index=grid.index,
+        ).reindex(rec_l.index)
+
+        center = float(champion.manifest.get("policy", {}).get("prediction_center") or 0.0)
+
+        def positions(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+            v = vol.to_numpy()[-len(values) :]
+            return apply_policies(values - center, v, [(0, len(values), policy)])
+
         results.append(
             imp.permutation_importance(
                 model,
                 rec_l,
                 y_l,
-                candles["close"],
+                grid["close"],
                 n_repeats=n_repeats,
                 seed=seed,
                 max_rows=max_rows,
-                fee_bps=champion.fee_bps,
-                threshold=champion.threshold,
+                positions=positions,
+                cost_bps=champion.cost_bps,
+                funding=grid.get(FUNDING_COLUMN),
                 timeframe=champion.timeframe,
                 min_rows=min_rows,
             )
@@ -377,7 +416,7 @@ def analyze_champion(
         results.append(imp.correlation_importance(rec_l, y_l, min_rows=min_rows))
         results.append(
             imp.permutation_importance(
-                model, rec_l, y_l, candles["close"], min_rows=min_rows, timeframe=champion.timeframe
+                model, rec_l, y_l, grid["close"], min_rows=min_rows, timeframe=champion.timeframe
             )
         )
     importance_rows = [row for r in results for row in imp.importance_rows(r)]

@@ -1,14 +1,29 @@
-"""Backtest of out-of-sample predictions: position from prediction, fees on changes.
+r"""Backtest of positions: returns with trading costs and funding, and the baselines.
 
-Timing (see docs/metrics.md): the prediction of bar t is made at the close of bar t
-from features known at that close. The position ``p_t`` decided then is held over
-bar t+1, so the strategy return booked on bar t+1 is
+Timing (see docs/backtest.md): the prediction of bar t is made at the close of bar t
+from features known at that close, and the policy (:mod:`brain_lib.policy`) turns it
+into the position :math:`p_t` held over bar t+1. The strategy return booked on bar t+1 is
 
-    r_strat[t+1] = p_t · r[t+1] − fee · |p_t − p_{t−1}|,     r[t+1] = close[t+1] / close[t] − 1
+.. math::
 
-with ``p_{−1} = 0`` (flat before the first prediction) and ``fee`` the cost per unit of
-position change (``fee_bps / 10,000``). A position is never decided with data after its
-bar, and the last prediction, whose next bar is not in the data, is not traded.
+    r^{s}_{t+1} = p_t\,r_{t+1} - c\,|p_t - p_{t-1}| - p_t\,f_{t+1},\qquad
+    r_{t+1} = close_{t+1} / close_t - 1
+
+with :math:`p_{-1} = 0` (flat before the first decision), :math:`c` the cost of one unit
+of position change (``cost_bps / 10,000``: the exchange fee plus the slippage or half
+spread) and :math:`f_{t+1}` the funding rate a unit long position pays over bar t+1
+(perpetual swaps: the print stamped at the bar's close; a short receives it; 0 where
+the symbol has none). A position is never decided with data after its bar, and the last
+decision, whose next bar is not in the data, is not traded.
+
+Gaps: ``close`` is on the bar grid, a missing or quarantined bar is NaN. A bar whose
+return is undefined (its close or the one before is missing) is never held: the
+position over it is forced to 0, so closing before the gap and reopening after it pay
+their costs like any trade.
+
+Baselines on the same bars (:func:`baselines`): **flat** (0 every bar) and
+**buy-and-hold** (long one unit from the first bar to the last: one entry cost, the
+funding a long pays, no exit).
 """
 
 from __future__ import annotations
@@ -18,14 +33,23 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["BacktestResult", "position_from_prediction", "run_backtest"]
+__all__ = [
+    "BacktestResult",
+    "backtest_positions",
+    "baselines",
+    "position_from_prediction",
+    "run_backtest",
+]
 
 
 def position_from_prediction(
     prediction: pd.Series | np.ndarray, threshold: float = 0.0
 ) -> np.ndarray:
-    """Long (+1) when the predicted return exceeds ``threshold``, short (−1) below
-    ``−threshold``, flat (0) in between or when the prediction is NaN."""
+    """The naive rule: long (+1) when the predicted return exceeds ``threshold``,
+    short (−1) below ``−threshold``, flat (0) in between or when the prediction is NaN.
+
+    Kept as a reference (it trades on every wiggle of the prediction); versions are
+    judged with a fitted :mod:`brain_lib.policy`."""
     pred = np.asarray(prediction, dtype=float)
     pos = np.where(pred > threshold, 1.0, np.where(pred < -threshold, -1.0, 0.0))
     pos[np.isnan(pred)] = 0.0
@@ -36,7 +60,8 @@ def position_from_prediction(
 class BacktestResult:
     """Per-bar result of a backtest, indexed by the bar on which the return is booked."""
 
-    frame: pd.DataFrame  # columns: position, asset_return, gross_return, cost, net_return
+    # columns: position, asset_return, gross_return, cost, funding_rate, funding, net_return
+    frame: pd.DataFrame
 
     @property
     def net_returns(self) -> pd.Series:
@@ -48,9 +73,86 @@ class BacktestResult:
 
     @property
     def turnover(self) -> float:
-        """Sum of |position change| over the backtest."""
+        """Sum of |position change| over the backtest (entering from flat counts)."""
         pos = self.frame["position"].to_numpy()
         return float(np.abs(np.diff(pos, prepend=0.0)).sum())
+
+
+def backtest_positions(
+    positions: pd.Series,
+    close: pd.Series,
+    *,
+    cost_bps: float = 5.0,
+    funding: pd.Series | None = None,
+) -> BacktestResult:
+    """Book ``positions`` (indexed by decision bar) on ``close`` (the bar grid).
+
+    Parameters
+    ----------
+    positions : pandas.Series
+        Position decided at the close of each bar, in time order; every bar must be in
+        ``close``.
+    close : pandas.Series
+        Closes on the bar grid, covering every decision bar and the bar after it; NaN
+        marks a missing bar.
+    cost_bps : float, default 5.0
+        Cost per unit of position change in basis points (a long→short flip costs 2×).
+    funding : pandas.Series, optional
+        Funding rate a unit long pays over a bar, indexed by the bar's open time
+        (missing bars: 0).
+
+    Returns
+    -------
+    BacktestResult
+        One row per traded bar t+1: ``position`` (held over the bar, decided at t),
+        ``asset_return``, ``gross_return``, ``cost``, ``funding_rate`` (the rate over the
+        bar), ``funding`` (what the position paid) and ``net_return``.
+
+    Raises
+    ------
+    ValueError
+        If the positions are not in time order, a cost is negative, or ``close`` has no
+        row for a decision bar.
+    """
+    if not positions.index.is_monotonic_increasing:
+        raise ValueError("positions must be in time order")
+    if not np.isfinite(cost_bps) or cost_bps < 0:
+        raise ValueError("cost_bps must be a finite number >= 0")
+    close = close.sort_index()
+    loc = close.index.get_indexer(positions.index)
+    if (loc < 0).any():
+        missing = positions.index[loc < 0][0]
+        raise ValueError(f"close has no price for decision bar {missing}")
+    tradable = loc + 1 < len(close)
+    loc = loc[tradable]
+    pos = positions.to_numpy(dtype=float)[tradable]
+    c = close.to_numpy(dtype=float)
+    next_index = close.index[loc + 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        asset_return = c[loc + 1] / c[loc] - 1.0
+    undefined = ~np.isfinite(asset_return)
+    pos = np.where(undefined | ~np.isfinite(pos), 0.0, pos)
+    asset_return = np.where(undefined, np.nan, asset_return)
+    prev = np.concatenate([[0.0], pos[:-1]])
+    cost = np.abs(pos - prev) * cost_bps / 10_000.0
+    gross = np.where(pos == 0.0, 0.0, pos * np.nan_to_num(asset_return))
+    rate = np.zeros(len(pos))
+    if funding is not None:
+        rate = funding.reindex(next_index).fillna(0.0).to_numpy(dtype=float)
+    funding_cost = pos * rate
+    frame = pd.DataFrame(
+        {
+            "position": pos,
+            "asset_return": asset_return,
+            "gross_return": gross,
+            "cost": cost,
+            "funding_rate": rate,
+            "funding": funding_cost,
+            "net_return": gross - cost - funding_cost,
+        },
+        index=pd.Index(next_index, name="ts"),
+    )
+    return BacktestResult(frame)
 
 
 def run_backtest(
@@ -60,61 +162,29 @@ def run_backtest(
     fee_bps: float = 5.0,
     threshold: float = 0.0,
 ) -> BacktestResult:
-    """Trade ``prediction`` (indexed by decision bar) on ``close`` (same index or wider).
-
-    Parameters
-    ----------
-    prediction : pandas.Series
-        Predicted forward return per bar, indexed by the bar at whose close it is made.
-        Must be in time order; gaps between test folds are allowed.
-    close : pandas.Series
-        Close prices covering every prediction bar and the bar after it.
-    fee_bps : float
-        Cost in basis points per unit of position change (a flip long→short costs 2×).
-    threshold : float
-        Minimum |prediction| to take a position.
-
-    Returns
-    -------
-    BacktestResult
-        One row per traded bar t+1: ``position`` (held over the bar, decided at t),
-        ``asset_return``, ``gross_return``, ``cost`` and ``net_return``.
-
-    Notes
-    -----
-    The returned frame is indexed by the bar on which the return is earned; the
-    position in a row was decided one bar earlier. Predictions with no following bar in
-    ``close`` are dropped (they cannot be traded).
-    """
+    """Backtest the naive rule (:func:`position_from_prediction`) on ``prediction``."""
     if not prediction.index.is_monotonic_increasing:
         raise ValueError("prediction must be in time order")
     if fee_bps < 0:
         raise ValueError("fee_bps must be >= 0")
     positions = pd.Series(position_from_prediction(prediction, threshold), index=prediction.index)
-    close = close.sort_index()
-    loc = close.index.get_indexer(positions.index)
-    if (loc < 0).any():
-        missing = positions.index[loc < 0][0]
-        raise ValueError(f"close has no price for prediction bar {missing}")
-    tradable = loc + 1 < len(close)
-    positions = positions[tradable]
-    loc = loc[tradable]
-    c = close.to_numpy(dtype=float)
-    next_index = close.index[loc + 1]
-    asset_return = c[loc + 1] / c[loc] - 1.0
-    pos = positions.to_numpy()
-    prev = np.concatenate([[0.0], pos[:-1]])
-    change = np.abs(pos - prev)
-    cost = change * fee_bps / 10_000.0
-    gross = pos * asset_return
-    frame = pd.DataFrame(
-        {
-            "position": pos,
-            "asset_return": asset_return,
-            "gross_return": gross,
-            "cost": cost,
-            "net_return": gross - cost,
-        },
-        index=pd.Index(next_index, name="ts"),
-    )
-    return BacktestResult(frame)
+    return backtest_positions(positions, close, cost_bps=fee_bps)
+
+
+def baselines(result: BacktestResult, *, cost_bps: float = 5.0) -> dict[str, pd.Series]:
+    """Flat and buy-and-hold returns on the bars of ``result``.
+
+    ``buy_hold``: long one unit over every bar (a bar with an undefined return books 0),
+    paying ``cost_bps`` once on the first bar and the funding rate of every bar, as a
+    long perpetual does. ``flat``: 0 on every bar.
+    """
+    frame = result.frame
+    asset = frame["asset_return"].to_numpy(dtype=float)
+    held = np.isfinite(asset)
+    bh = np.where(held, np.nan_to_num(asset) - frame["funding_rate"].to_numpy(dtype=float), 0.0)
+    if len(bh):
+        bh[0] -= cost_bps / 10_000.0
+    return {
+        "flat": pd.Series(np.zeros(len(frame)), index=frame.index),
+        "buy_hold": pd.Series(bh, index=frame.index),
+    }

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from brain_lib.errors import NoModelError
-from brain_lib.registry import COMPOSITE_OF_METRICS_SQL, load_model
+from brain_lib.errors import MartNotBuiltError, NoModelError, RegistryError
+from brain_lib.registry import load_model
 from brain_lib.warehouse import SharedConnection, resolve_dsn
 
 if TYPE_CHECKING:
@@ -99,39 +99,75 @@ class BrainLibrary:
 
     # ----------------------------------------------------------------- models
 
-    def _champions(self, symbol: str, model_type: str | None) -> list[tuple[Any, ...]]:
-        """Champions of a symbol with their artifact, best composite score first."""
+    def _champions(
+        self, symbol: str, model_type: str | None, exchange: str | None, timeframe: str | None
+    ) -> list[tuple[Any, ...]]:
+        """Champions of a symbol matching the filters, with their artifact."""
         _, rows = self._query(
-            f"""
+            """
                 select c.version_id, c.exchange, c.timeframe, c.model_type, c.since,
-                       v.artifact_uri, v.artifact_sha256, v.manifest,
-                       {COMPOSITE_OF_METRICS_SQL} as score
+                       v.artifact_uri, v.artifact_sha256, v.manifest
                 from raw.model_champions c
                 join raw.model_versions v on v.version_id = c.version_id
-                left join raw.model_metrics m on m.version_id = c.version_id and m.scope = 'oos'
                 where c.symbol = %s and (%s::text is null or c.model_type = %s)
-                group by c.version_id, c.exchange, c.timeframe, c.model_type, c.since,
-                         v.artifact_uri, v.artifact_sha256, v.manifest
-                order by score desc nulls last, c.since desc
+                  and (%s::text is null or c.exchange = %s)
+                  and (%s::text is null or c.timeframe = %s)
+                order by c.exchange, c.timeframe, c.model_type
                 """,
-            (symbol, model_type, model_type),
+            (symbol, model_type, model_type, exchange, exchange, timeframe, timeframe),
         )
         return rows
 
-    def get_active_model(self, symbol: str, model_type: str | None = None) -> ActiveModel:
-        """The champion of ``symbol`` (of ``model_type``, or the best-scoring champion
-        across model types), loaded and hash-verified."""
-        rows = self._champions(symbol, model_type)
+    def _active_row(
+        self, symbol: str, model_type: str | None, exchange: str | None, timeframe: str | None
+    ) -> tuple[Any, ...]:
+        """The champion in service: the one of ``model_type``, or — across model types —
+        the one ``marts.best_model_per_symbol`` ranks first on their common window."""
+        what = " ".join(x for x in (exchange, symbol, timeframe, model_type) if x)
+        rows = self._champions(symbol, model_type, exchange, timeframe)
         if not rows:
-            what = f"{symbol} ({model_type})" if model_type else symbol
             raise NoModelError(f"no champion model for {what}")
-        version_id, exchange, timeframe, mtype, since, uri, sha, manifest, _ = rows[0]
+        markets = sorted({(r[1], r[2]) for r in rows})
+        if len(markets) > 1:
+            listed = ", ".join(f"{ex} {tf}" for ex, tf in markets)
+            raise RegistryError(
+                f"{symbol} has champions on several markets ({listed}); pass exchange= and "
+                "timeframe="
+            )
+        if len(rows) == 1:
+            return rows[0]
+        best = self.get_best_model(symbol, exchange=markets[0][0], timeframe=markets[0][1])
+        chosen = [r for r in rows if r[0] == best["version_id"]]
+        if not chosen:
+            raise NoModelError(
+                f"marts.best_model_per_symbol is out of date for {what}: rebuild it "
+                "(brain dbt build)"
+            )
+        return chosen[0]
+
+    def get_active_model(
+        self,
+        symbol: str,
+        model_type: str | None = None,
+        *,
+        exchange: str | None = None,
+        timeframe: str | None = None,
+    ) -> ActiveModel:
+        """The champion of ``symbol``, loaded and hash-verified.
+
+        With ``model_type``: that type's champion. Without: the best champion across
+        model types, compared on their common out-of-sample window
+        (``marts.best_model_per_symbol``). A symbol traded on several exchanges or
+        timeframes needs ``exchange`` and ``timeframe``."""
+        version_id, ex, tf, mtype, since, uri, sha, manifest = self._active_row(
+            symbol, model_type, exchange, timeframe
+        )
         model = self._load(version_id, uri, sha, manifest)
         return ActiveModel(
             version_id=version_id,
             symbol=symbol,
-            exchange=exchange,
-            timeframe=timeframe,
+            exchange=ex,
+            timeframe=tf,
             model_type=mtype,
             model=model,
             manifest=manifest,
@@ -151,16 +187,20 @@ class BrainLibrary:
         return model
 
     def get_top_features(
-        self, symbol: str, n: int = 10, method: str = "shap", model_type: str | None = None
+        self,
+        symbol: str,
+        n: int = 10,
+        method: str = "shap",
+        model_type: str | None = None,
+        *,
+        exchange: str | None = None,
+        timeframe: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The ``n`` most important features of the active model of ``symbol`` by
-        ``method`` (``shap``, ``permutation`` or ``correlation``), from its most recent
-        importance computation: feature, importance, normalised, rank, computed_at."""
-        rows = self._champions(symbol, model_type)
-        if not rows:
-            what = f"{symbol} ({model_type})" if model_type else symbol
-            raise NoModelError(f"no champion model for {what}")
-        version_id = rows[0][0]
+        """The ``n`` most important features of the active model of ``symbol`` (as
+        :meth:`get_active_model` picks it) by ``method`` (``shap``, ``permutation`` or
+        ``correlation``), from its most recent importance computation: feature,
+        importance, normalised, rank, computed_at."""
+        version_id = self._active_row(symbol, model_type, exchange, timeframe)[0]
         names, found = self._query(
             """
             select feature, importance, normalised, rank, kind, computed_at
@@ -194,14 +234,39 @@ class BrainLibrary:
             raise NoModelError(f"no model history for {symbol}")
         return rows
 
-    def get_best_model(self, symbol: str) -> dict[str, Any]:
-        """The row of ``marts.best_model_per_symbol`` for ``symbol``."""
-        names, found = self._query(
-            "select * from marts.best_model_per_symbol where symbol = %s "
-            "order by composite_score desc limit 1",
-            (symbol,),
-        )
-        row = found[0] if found else None
-        if row is None:
-            raise NoModelError(f"no best model for {symbol} (is the mart built? brain dbt build)")
-        return dict(zip(names, row, strict=True))
+    def get_best_model(
+        self, symbol: str, *, exchange: str | None = None, timeframe: str | None = None
+    ) -> dict[str, Any]:
+        """The row of ``marts.best_model_per_symbol`` for ``symbol`` (on ``exchange`` and
+        ``timeframe``, needed when the symbol is traded on several): the best champion
+        across model types on their common window, which the row names."""
+        from psycopg import errors as pg_errors
+
+        try:
+            names, found = self._query(
+                """
+                select * from marts.best_model_per_symbol
+                where symbol = %s and (%s::text is null or exchange = %s)
+                  and (%s::text is null or timeframe = %s)
+                order by exchange, timeframe
+                """,
+                (symbol, exchange, exchange, timeframe, timeframe),
+            )
+        except pg_errors.UndefinedTable:
+            raise MartNotBuiltError(
+                "marts.best_model_per_symbol does not exist: build it with brain dbt build"
+            ) from None
+        if not found:
+            raise NoModelError(
+                f"no best model for {symbol}: no champion has a score on a common window "
+                "(or the mart is stale: brain dbt build)"
+            )
+        if len(found) > 1:
+            listed = ", ".join(
+                f"{r[names.index('exchange')]} {r[names.index('timeframe')]}" for r in found
+            )
+            raise RegistryError(
+                f"{symbol} has a best model on several markets ({listed}); pass exchange= "
+                "and timeframe="
+            )
+        return dict(zip(names, found[0], strict=True))

@@ -41,8 +41,11 @@ app.add_typer(replay_app, name="replay")
 app.add_typer(quality_app, name="quality")
 
 EXIT_USER_ERROR = 2
-# the demo market mean-reverts a little hour to hour, so there is something to learn
-DEMO_AUTOCORR = -0.1
+# the demo market carries a planted, slowly varying trend (README, "What brain demo
+# plants"): a drift with a standard deviation of DEMO_TREND bar volatilities and a
+# half-life of DEMO_TREND_HALF_LIFE bars, so a correct system finds something to trade
+DEMO_TREND = 0.2
+DEMO_TREND_HALF_LIFE = 48.0
 DEMO_DATA_START = "2025-01-01T00:00:00Z"
 
 
@@ -206,19 +209,34 @@ def ingest_ohlcv(
 # -------------------------------------------------------------------------- train
 
 
+# the run's summary: (column title, row key, format); baselines and trading beside the score
+SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("composite", "composite", ".3f"),
+    ("sharpe", "sharpe", ".2f"),
+    ("dsr", "dsr", ".2f"),
+    ("max_dd", "max_drawdown", ".1%"),
+    ("b&h sharpe", "buy_hold_sharpe", ".2f"),
+    ("exposure", "exposure", ".0%"),
+    ("turnover", "turnover_per_bar", ".3f"),
+    ("trades", "round_trips", ".0f"),
+    ("hold", "avg_holding_bars", ".1f"),
+)
+
+
 def _metrics_table(rows: list[dict[str, Any]], title: str) -> Any:
     from rich.table import Table
 
     table = Table(title=title)
     text_cols = ["symbol", "model_type", "status", "decision", "version_id"]
-    number_cols = ["sharpe", "sortino", "hit_ratio", "profit_factor", "max_drawdown", "calmar"]
     for col in text_cols:
         table.add_column(col, no_wrap=True)
-    for col in number_cols:
-        table.add_column(col, justify="right")
+    for header, _, _ in SUMMARY_COLUMNS:
+        table.add_column(header, justify="right")
     for row in rows:
         cells = [str(row.get(c) or "") for c in text_cols]
-        cells += ["" if row.get(c) is None else f"{row[c]:.3f}" for c in number_cols]
+        cells += [
+            "" if row.get(key) is None else format(row[key], fmt) for _, key, fmt in SUMMARY_COLUMNS
+        ]
         table.add_row(*cells)
     return table
 
@@ -242,6 +260,35 @@ def _check_symbols(dsn: str, settings: Settings) -> None:
         raise UnknownSymbolError(
             f"unknown symbol(s) {', '.join(unknown)}: no {settings.timeframe} candles on "
             f"{settings.exchange!r} (stored: {known}); load them with brain ingest ohlcv"
+        )
+
+
+def _check_horizon(settings: Settings) -> None:
+    """Refuse a training setup that cannot work, before anything starts: an invalid
+    policy or cost (the training config checks every setting) or a label horizon longer
+    than the test folds the lookback gives."""
+    from brain_lib.errors import ConfigError
+    from brain_lib.features import feature_warmup_bars
+    from brain_lib.training import CALIBRATION_FOLDS, TrainingConfig, bar_length
+
+    config = TrainingConfig(
+        label_horizon=settings.label_horizon,
+        n_splits=settings.n_splits,
+        test_size=settings.test_size,
+        embargo=settings.embargo,
+        fee_bps=settings.fee_bps,
+        slippage_bps=settings.slippage_bps,
+        policy=settings.policy_spec(),
+        timeframe=settings.timeframe,
+    )
+    bars = int(settings.lookback_days * 86_400 // bar_length(settings.timeframe).total_seconds())
+    rows = bars - feature_warmup_bars() - config.label_horizon
+    fold = config.test_size or rows // (config.n_splits + CALIBRATION_FOLDS + 1)
+    if config.label_horizon > fold:
+        raise ConfigError(
+            f"invalid setting BRAIN_LABEL_HORIZON={config.label_horizon}: longer than a test "
+            f"fold ({fold} bars with {settings.lookback_days} days and "
+            f"{config.n_splits} splits); use a shorter horizon or a longer lookback"
         )
 
 
@@ -303,6 +350,7 @@ def train(
         model_types=_split(model_types),
         lookback_days=lookback_days,
     )
+    _check_horizon(settings)
     dsn = _prepare(settings)  # fail fast, before Prefect starts, on an unreachable warehouse
     _check_symbols(dsn, settings)
     _run_retrain(
@@ -370,7 +418,8 @@ def demo(
     clock = start + pd.Timedelta(days=days, minutes=30)
     config = ReplayConfig(
         seed=seed,
-        autocorr=DEMO_AUTOCORR,
+        trend=DEMO_TREND,
+        trend_half_life=DEMO_TREND_HALF_LIFE,
         bases=tuple(bases),
         data_start=DEMO_DATA_START,
         now=clock.isoformat(),
@@ -475,7 +524,7 @@ def models_list(
             sym,
             mtype,
             f"{created:%Y-%m-%d %H:%M:%S}",
-            "" if score is None else f"{score:.4f}",
+            "no evidence" if score is None else f"{score:.4f}",
             "" if sharpe is None else f"{sharpe:.3f}",
         )
     _console().print(table)
@@ -513,16 +562,81 @@ def models_show(version: Annotated[str, typer.Argument(help="Version id.")]) -> 
     console.print(f"artifact:   {info.artifact_uri}  (sha256 {info.artifact_sha256}, verified)")
     since = f"yes, since {champion[0]:%Y-%m-%d %H:%M:%S}" if champion else "no"
     console.print(f"champion:   {since}")
-    console.print(
-        "metrics:    "
-        + ", ".join(
-            f"{name}={'undefined' if value is None else format(value, '.4g')}"
-            for scope, name, value in metrics
-            if scope == "oos"
-        )
-    )
+    for scope, label in (("oos", "out of sample"), ("champion_replay", "champion replayed")):
+        values = {name: value for sc, name, value in metrics if sc == scope}
+        if values:
+            console.print(_metric_groups(values, label))
     console.print("manifest:")
     console.print_json(json.dumps(info.manifest, default=str))
+
+
+METRIC_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "performance",
+        (
+            "sharpe",
+            "sortino",
+            "calmar",
+            "profit_factor",
+            "hit_ratio",
+            "max_drawdown",
+            "annualised_return",
+            "total_return",
+            "gross_sharpe",
+        ),
+    ),
+    ("luck", ("psr", "dsr", "dsr_trials", "dsr_benchmark_sharpe")),
+    (
+        "trading",
+        (
+            "exposure",
+            "turnover_per_bar",
+            "round_trips",
+            "avg_holding_bars",
+            "cost_paid",
+            "funding_paid",
+            "policy_flat_folds",
+        ),
+    ),
+    (
+        "baselines",
+        (
+            "buy_hold_sharpe",
+            "buy_hold_total_return",
+            "buy_hold_max_drawdown",
+            "buy_hold_annualised_return",
+            "excess_sharpe",
+            "information_ratio",
+            "flat_total_return",
+            "flat_max_drawdown",
+        ),
+    ),
+)
+
+
+def _metric_groups(values: dict[str, float | None], label: str) -> Any:
+    """A version's metrics as a table, one row per group (performance, luck, trading,
+    baselines, then anything else)."""
+    from rich.table import Table
+
+    table = Table(title=f"metrics, {label}", show_header=False, title_justify="left")
+    table.add_column("group", style="bold", no_wrap=True)
+    table.add_column("values")
+    shown: set[str] = set()
+
+    def cell(name: str) -> str:
+        value = values[name]
+        return f"{name} {'undefined' if value is None else format(value, '.4g')}"
+
+    for group, names in METRIC_GROUPS:
+        present = [n for n in names if n in values]
+        shown.update(present)
+        if present:
+            table.add_row(group, ", ".join(cell(n) for n in present))
+    rest = sorted(set(values) - shown)
+    if rest:
+        table.add_row("other", ", ".join(cell(n) for n in rest))
+    return table
 
 
 @models_app.command("history")
@@ -811,6 +925,9 @@ def replay_serve(
     bases: Annotated[str, typer.Option(help="Listed base assets.")] = "BTC,ETH,SOL",
     source: Annotated[str, typer.Option(help="synthetic or recorded.")] = "synthetic",
     autocorr: Annotated[float, typer.Option(help="Autocorrelation of synthetic returns.")] = 0.0,
+    trend: Annotated[
+        float, typer.Option(help="Planted trend, in bar volatilities (the demo plants 0.2).")
+    ] = 0.0,
 ) -> None:
     """Run the replay exchange until Ctrl-C; point ccxt at it with brain collect --replay-url."""
     from brain_lib.errors import ConfigError
@@ -823,6 +940,7 @@ def replay_serve(
             bases=tuple(b.strip().upper() for b in bases.split(",") if b.strip()),
             source=source,
             autocorr=autocorr,
+            trend=trend,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from brain_lib.policy import PolicySpec
+    from brain_lib.registry import JudgementRules
 
 __all__ = ["Settings", "default_home"]
 
@@ -54,16 +59,53 @@ class Settings(BaseSettings):
     model_types: list[str] = Field(default_factory=lambda: ["lightgbm"])
 
     lookback_days: int = Field(default=365, ge=7, description="Training window, in days.")
-    label_horizon: int = Field(default=1, ge=1, description="Bars ahead the label looks.")
+    label_horizon: int = Field(
+        default=8,
+        ge=1,
+        description="Bars ahead the label looks; also the purge and the policy's minimum hold.",
+    )
     n_splits: int = Field(default=5, ge=1)
     test_size: int | None = Field(default=None, ge=1, description="Bars per test fold.")
     train_size: int | None = Field(
         default=None, ge=1, description="Sliding training window in bars; None is expanding."
     )
     embargo: int = Field(default=24, ge=0, description="Bars between purged train and test.")
-    fee_bps: float = Field(default=5.0, ge=0, description="Cost per unit of position change.")
+    fee_bps: float = Field(default=5.0, ge=0, description="Fee per unit of position change.")
+    slippage_bps: float = Field(
+        default=0.0, ge=0, description="Slippage or half spread per unit of position change."
+    )
+    charge_funding: bool = Field(
+        default=True, description="Charge perpetuals the funding of raw.funding_rates."
+    )
     risk_free_rate: float = 0.0
+
+    # the position policy of every recipe (brain_lib.policy, docs/backtest.md)
+    policy_kind: Literal["band", "sign"] = "band"
+    policy_entry_margin: float = Field(
+        default=0.5, ge=0, description="Entry margin over the cost, in prediction spreads."
+    )
+    policy_exit_level: float = Field(
+        default=0.0, ge=0, description="Signal level an open position is closed through."
+    )
+    policy_min_hold: int | None = Field(
+        default=None, ge=1, description="Minimum holding period in bars; unset: the horizon."
+    )
+    policy_confidence_z: float = Field(
+        default=1.5, ge=0, description="z of the skill's lower confidence bound."
+    )
+    policy_sizing: Literal["unit", "vol_target"] = "unit"
+    policy_max_position: float = Field(
+        default=1.0, gt=0, le=1, description="Largest absolute position, in (0, 1]."
+    )
+
+    # the judgement of a challenger (brain_lib.registry, docs/registry.md)
     degradation_threshold: float = Field(default=0.05, ge=0)
+    degradation_min_abs: float = Field(
+        default=0.02, ge=0, description="A composite drop below this never rolls back."
+    )
+    min_dsr: float = Field(
+        default=0.5, ge=0, le=1, description="Smallest deflated Sharpe ratio that promotes."
+    )
     seed: int = 42
 
     @field_validator("database_url")
@@ -78,6 +120,30 @@ class Settings(BaseSettings):
                 f"(got a value starting with {raw.split(':', 1)[0]!r})"
             )
         return SecretStr(raw)
+
+    def policy_spec(self) -> PolicySpec:
+        """The position policy these settings describe."""
+        from brain_lib.policy import PolicySpec
+
+        return PolicySpec(
+            kind=self.policy_kind,
+            entry_margin=self.policy_entry_margin,
+            exit_level=self.policy_exit_level,
+            min_hold=self.policy_min_hold,
+            confidence_z=self.policy_confidence_z,
+            sizing=self.policy_sizing,
+            max_position=self.policy_max_position,
+        )
+
+    def judgement_rules(self) -> JudgementRules:
+        """How challengers are judged under these settings."""
+        from brain_lib.registry import JudgementRules
+
+        return JudgementRules(
+            threshold=self.degradation_threshold,
+            min_abs_degradation=self.degradation_min_abs,
+            min_dsr=self.min_dsr,
+        )
 
     @property
     def artifact_location(self) -> str:

@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from brain_lib.backtest import run_backtest
+from brain_lib.backtest import backtest_positions, position_from_prediction
 from brain_lib.metrics import periods_per_year, sharpe_ratio
 from brain_lib.models import LightGBMModel, XGBoostModel
 from brain_lib.models._base import check_feature_columns
@@ -61,6 +61,7 @@ __all__ = [
     "importance_rows",
     "permutation_importance",
     "shap_importance",
+    "shap_importance_folds",
 ]
 
 DEFAULT_MIN_ROWS = 200
@@ -443,6 +444,79 @@ def shap_importance(
     )
 
 
+def shap_importance_folds(
+    folds: Sequence[tuple[object, pd.DataFrame]],
+    *,
+    max_rows: int = 5000,
+    seed: int = 0,
+    min_rows: int = DEFAULT_MIN_ROWS,
+) -> ImportanceResult:
+    r"""Mean absolute SHAP value, pooled over walk-forward folds: each fold's model
+    explains only its own test rows, so no row is explained by a model trained on it.
+
+    Parameters
+    ----------
+    folds : sequence of (model, X_test)
+        The fitted model of each fold and that fold's out-of-sample feature rows.
+    max_rows : int, default=5000
+        Rows explained in all; each fold explains a seeded sample of its share,
+        ``max_rows`` split in proportion to the folds' sizes.
+    seed, min_rows
+        As :func:`shap_importance` (``min_rows`` applies to the pooled rows).
+
+    Returns
+    -------
+    ImportanceResult
+        As :func:`shap_importance`, over the pooled rows: ``importance`` =
+        :math:`\frac{1}{n}\sum_i |\phi_{ij}|` with each row's contributions from its own
+        fold's model. ``details``: ``explainer``, ``n_folds``.
+    """
+    _check_rows(max_rows, min_rows)
+    method = "shap"
+    total = sum(len(X) for _, X in folds)
+    if not folds or _too_few(total, min_rows):
+        index = folds[0][1].index if folds else pd.Index([])
+        reason = _too_few(total, min_rows) or "no folds to explain"
+        return _skipped_result(method, reason, _SHAP_COLUMNS, index=index)
+    parts: list[pd.DataFrame] = []
+    explainers: set[str] = set()
+    for i, (model, X) in enumerate(folds):
+        share = max(1, round(max_rows * len(X) / total))
+        result = shap_importance(
+            model, X, max_rows=min(share, len(X)), seed=seed + i, min_rows=1, return_values=True
+        )
+        if result.values is None:
+            return _skipped_result(
+                method, result.reason or "no SHAP values", _SHAP_COLUMNS, index=X.index
+            )
+        parts.append(result.values)
+        explainers.add(str(result.details.get("explainer")))
+    phi = pd.concat(parts).sort_index()
+    skipped = _screen(pd.concat([X for _, X in folds]).loc[phi.index])
+    kept = [c for c in phi.columns if c not in skipped]
+    details: dict[str, Any] = {"explainer": ",".join(sorted(explainers)), "n_folds": len(folds)}
+    if not kept:
+        return ImportanceResult(
+            method=method,
+            table=_empty_table(_SHAP_COLUMNS),
+            skipped=skipped,
+            window=_window(phi.index),
+            n_rows=len(phi),
+            status=STATUS_SKIPPED,
+            reason="every feature is constant in the window",
+            details=details,
+        )
+    table = _rank_table(phi[kept].abs().mean(), pd.DataFrame({"mean_shap": phi[kept].mean()}))
+    return ImportanceResult(
+        method=method,
+        table=table,
+        skipped=skipped,
+        window=_window(phi.index),
+        n_rows=len(phi),
+        details=details,
+    )
+
+
 # --------------------------------------------------------------------------- #
 # permutation
 # --------------------------------------------------------------------------- #
@@ -455,8 +529,9 @@ def permutation_importance(
     n_repeats: int = 5,
     seed: int = 0,
     max_rows: int = 5000,
-    fee_bps: float = 5.0,
-    threshold: float = 0.0,
+    positions: Callable[[FloatArray], FloatArray] | None = None,
+    cost_bps: float = 5.0,
+    funding: pd.Series | None = None,
     timeframe: str = "1h",
     risk_free_rate: float = 0.0,
     min_rows: int = DEFAULT_MIN_ROWS,
@@ -473,17 +548,22 @@ def permutation_importance(
     y : pandas.Series
         The label of every row of ``X`` (same index); NaN labels are ignored by the MSE.
     close : pandas.Series
-        Close prices covering every bar of the window and the bar after it (see
-        :func:`brain_lib.backtest.run_backtest`).
+        Close prices on the bar grid, covering every bar of the window and the bar after
+        it (see :func:`brain_lib.backtest.backtest_positions`).
     n_repeats : int, default=5
         Shuffles per feature.
     seed : int, default=0
         Seed of the shuffles.
     max_rows : int, default=5000
         Largest window; a longer ``X`` is cut to its most recent ``max_rows`` rows.
-    fee_bps, threshold : float
-        Backtest fee per unit of position change and prediction threshold, as in
-        :func:`brain_lib.backtest.run_backtest`.
+    positions : callable, optional
+        Maps the window's predictions (an array, in time order) to the positions held:
+        the fitted policy of the model's recipe (:mod:`brain_lib.policy`). Default: the
+        sign of the prediction.
+    cost_bps : float, default=5.0
+        Cost per unit of position change (fee plus slippage).
+    funding : pandas.Series, optional
+        Funding a unit long pays per bar (:func:`brain_lib.backtest.backtest_positions`).
     timeframe : str, default="1h"
         Bar length, for the annualisation of the Sharpe ratio.
     risk_free_rate : float, default=0.0
@@ -497,7 +577,7 @@ def permutation_importance(
         ``table`` columns: ``importance`` = mean Sharpe drop over the repeats,
         ``normalised``, ``rank``, ``sharpe_drop_std``, ``mse_increase`` (mean) and
         ``mse_increase_std``. ``details``: ``baseline_sharpe``, ``baseline_mse``,
-        ``n_repeats``, ``fee_bps``.
+        ``n_repeats``, ``cost_bps``.
 
     Raises
     ------
@@ -515,7 +595,8 @@ def permutation_importance(
 
     where :math:`SR` is the annualised Sharpe ratio
     (:func:`brain_lib.metrics.sharpe_ratio`) of the net returns of
-    :func:`brain_lib.backtest.run_backtest` on the predictions, and
+    :func:`brain_lib.backtest.backtest_positions` on the positions the policy takes on
+    the predictions, and
     :math:`MSE = \operatorname{mean}((\hat y - y)^2)` over rows with a label.
     ``importance`` is :math:`\operatorname{mean}_r \Delta SR_{j,r}`; the ``_std``
     columns are the population standard deviation (``ddof=0``) over the repeats.
@@ -549,10 +630,11 @@ def permutation_importance(
     labels = y.iloc[-max_rows:].to_numpy(dtype=float)
     labelled = ~np.isnan(labels)
 
+    to_positions = positions if positions is not None else position_from_prediction
+
     def score(pred: FloatArray) -> tuple[float, float]:
-        bt = run_backtest(
-            pd.Series(pred, index=Xw.index), close, fee_bps=fee_bps, threshold=threshold
-        )
+        held = pd.Series(np.asarray(to_positions(pred), dtype=float), index=Xw.index)
+        bt = backtest_positions(held, close, cost_bps=cost_bps, funding=funding)
         sharpe = sharpe_ratio(bt.net_returns, periods_per_year=ppy, risk_free_rate=risk_free_rate)
         err = pred[labelled] - labels[labelled]
         mse = float(np.mean(err**2)) if err.size else math.nan
@@ -563,7 +645,7 @@ def permutation_importance(
         "baseline_sharpe": base_sharpe,
         "baseline_mse": base_mse,
         "n_repeats": n_repeats,
-        "fee_bps": fee_bps,
+        "cost_bps": cost_bps,
     }
     skipped = _screen(Xw)
     kept = [c for c in Xw.columns if c not in skipped]

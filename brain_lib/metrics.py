@@ -30,16 +30,21 @@ import numpy.typing as npt
 
 __all__ = [
     "DEFAULT_PERIODS_PER_YEAR",
+    "EULER_GAMMA",
     "annualised_return",
     "calmar_ratio",
     "compute_all",
+    "deflated_sharpe_ratio",
+    "expected_max_sharpe",
     "hit_ratio",
     "max_drawdown",
     "periods_per_year",
     "probabilistic_sharpe_ratio",
     "profit_factor",
+    "psr_from_moments",
     "sharpe_ratio",
     "sortino_ratio",
+    "trading_statistics",
 ]
 
 DEFAULT_PERIODS_PER_YEAR: int = 8760
@@ -566,8 +571,10 @@ def compute_all(
     dict of str to float
         Keys, in this order: ``"sharpe"``, ``"sortino"``, ``"hit_ratio"``,
         ``"profit_factor"``, ``"max_drawdown"``, ``"calmar"``,
-        ``"annualised_return"``, ``"total_return"``, ``"n_bars"`` (non-NaN bars)
-        and ``"n_trades_bars"`` (those with a position). All values are floats.
+        ``"annualised_return"``, ``"total_return"``, ``"n_bars"`` (non-NaN bars),
+        ``"n_trades_bars"`` (those with a position), ``"psr"`` (against 0),
+        ``"skewness"`` and ``"kurtosis"`` (population moments, NaN for fewer than 3
+        bars or zero variance). All values are floats.
 
     Raises
     ------
@@ -595,28 +602,91 @@ def compute_all(
         "n_bars": float(r.size),
         "n_trades_bars": float(has_position.sum()),
         "psr": _psr(r, 0.0),
+        **_moment_metrics(r),
     }
 
 
-def _psr(r: FloatArray, benchmark_per_bar: float) -> float:
-    n = r.size
-    if n < 3 or r.max() == r.min():
-        return math.nan
+def _moment_metrics(r: FloatArray) -> dict[str, float]:
+    moments = _moments(r)
+    if moments is None:
+        return {"skewness": math.nan, "kurtosis": math.nan}
+    return {"skewness": moments[2], "kurtosis": moments[3]}
+
+
+def _moments(r: FloatArray) -> tuple[float, float, float, float] | None:
+    """Per-bar mean, sample std, skewness and (non-excess) kurtosis, or None."""
+    if r.size < 3 or r.max() == r.min():
+        return None
     with np.errstate(all="ignore"):
         mean = float(r.mean())
         std = float(r.std(ddof=1))
         centred = r - mean
         m2 = float(np.mean(centred**2))
         if not (m2 > 0.0 and std > 0.0 and math.isfinite(m2) and math.isfinite(std)):
-            return math.nan  # variance lost to underflow or overflow
+            return None  # variance lost to underflow or overflow
         skew = float(np.mean(centred**3)) / m2**1.5
         kurt = float(np.mean(centred**4)) / m2**2
-    sr = mean / std
-    variance = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr**2
+    return mean, std, skew, kurt
+
+
+def _norm_cdf(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def _norm_ppf(p: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(p)
+
+
+def psr_from_moments(
+    sharpe_per_bar: float,
+    n_bars: int,
+    skewness: float,
+    kurtosis: float,
+    benchmark_per_bar: float = 0.0,
+) -> float:
+    r"""Probabilistic Sharpe ratio from the moments of a track record.
+
+    Parameters
+    ----------
+    sharpe_per_bar : float
+        :math:`\widehat{SR}`, mean over sample standard deviation of the per-bar
+        returns (not annualised).
+    n_bars : int
+        :math:`T`, the number of bars.
+    skewness, kurtosis : float
+        :math:`\hat\gamma_3` and :math:`\hat\gamma_4` of the returns (population
+        moments; the kurtosis of a normal distribution is 3).
+    benchmark_per_bar : float, default 0.0
+        :math:`SR^*`, per bar.
+
+    Returns
+    -------
+    float
+        .. math:: PSR = \Phi\left(\frac{(\widehat{SR} - SR^*)\sqrt{T - 1}}
+                  {\sqrt{1 - \hat\gamma_3\,\widehat{SR}
+                  + \frac{\hat\gamma_4 - 1}{4}\widehat{SR}^2}}\right)
+
+        in [0, 1]; NaN when an input is not finite, :math:`T < 3`, or the variance
+        term is not positive.
+    """
+    values = (sharpe_per_bar, skewness, kurtosis, benchmark_per_bar)
+    if n_bars < 3 or not all(math.isfinite(v) for v in values):
+        return math.nan
+    sr = sharpe_per_bar
+    variance = 1.0 - skewness * sr + (kurtosis - 1.0) / 4.0 * sr**2
     if not (math.isfinite(variance) and variance > 0.0):
         return math.nan
-    z = (sr - benchmark_per_bar) * math.sqrt(n - 1) / math.sqrt(variance)
-    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+    return _norm_cdf((sr - benchmark_per_bar) * math.sqrt(n_bars - 1) / math.sqrt(variance))
+
+
+def _psr(r: FloatArray, benchmark_per_bar: float) -> float:
+    moments = _moments(r)
+    if moments is None:
+        return math.nan
+    mean, std, skew, kurt = moments
+    return psr_from_moments(mean / std, int(r.size), skew, kurt, benchmark_per_bar)
 
 
 def probabilistic_sharpe_ratio(
@@ -625,38 +695,138 @@ def probabilistic_sharpe_ratio(
     periods_per_year: float = DEFAULT_PERIODS_PER_YEAR,
 ) -> float:
     r"""Probability that the true Sharpe ratio exceeds ``benchmark_sharpe``
-        (Bailey & López de Prado, 2012).
+    (Bailey & López de Prado, 2012).
 
-        Parameters
-        ----------
-        returns : array-like of shape (n_bars,)
-            Simple per-bar returns. NaN entries are dropped; infinite entries raise.
-        benchmark_sharpe : float, default 0.0
-            The annualised Sharpe ratio to beat, :math:`SR^*`; converted per bar as
-            :math:`SR^* / \sqrt{periods}`.
-        periods_per_year : float, default 8760
-            Bars per 365-day year.
+    Parameters
+    ----------
+    returns : array-like of shape (n_bars,)
+        Simple per-bar returns. NaN entries are dropped; infinite entries raise.
+    benchmark_sharpe : float, default 0.0
+        The annualised Sharpe ratio to beat, :math:`SR^*`; converted per bar as
+        :math:`SR^* / \sqrt{periods}`.
+    periods_per_year : float, default 8760
+        Bars per 365-day year.
 
-        Returns
-        -------
-        float
-            :math:`\Phi\left(rac{(\widehat{SR} - SR^*)\sqrt{n-1}}
-            {\sqrt{1 - \hat\gamma_3 \widehat{SR} + rac{\hat\gamma_4 - 1}{4}\widehat{SR}^2}}
-    ight)`,
-            in [0, 1].
+    Returns
+    -------
+    float
+        :func:`psr_from_moments` of the returns' per-bar Sharpe ratio (mean over sample
+        standard deviation), skewness and kurtosis (population moments, 3 for a normal
+        distribution), in [0, 1].
 
-        Notes
-        -----
-        :math:`\widehat{SR}` is the per-bar (not annualised) Sharpe ratio, mean over sample
-        standard deviation; :math:`\hat\gamma_3` the skewness and :math:`\hat\gamma_4` the
-        kurtosis (3 for a normal distribution) from population moments; :math:`\Phi` the
-        standard normal CDF. It tells skill from luck: 0.5 means the track record says
-        nothing, values near 1 that a positive Sharpe is unlikely to be chance.
-
-        Edge cases: fewer than 3 bars or zero variance give NaN; a non-positive variance
-        term (possible for extreme skew) gives NaN.
+    Notes
+    -----
+    It tells skill from luck: 0.5 means the track record says nothing, values near 1
+    that a positive Sharpe is unlikely to be chance. Edge cases: fewer than 3 bars or
+    zero variance give NaN; a non-positive variance term (possible for extreme skew)
+    gives NaN.
     """
     p = _check_periods(periods_per_year)
     if not math.isfinite(benchmark_sharpe):
         raise ValueError("benchmark_sharpe must be finite")
     return _psr(_clean_returns(returns), benchmark_sharpe / math.sqrt(p))
+
+
+EULER_GAMMA = 0.5772156649015329
+"""The Euler–Mascheroni constant, in the expected maximum of :func:`expected_max_sharpe`."""
+
+
+def expected_max_sharpe(n_trials: int, trials_variance: float) -> float:
+    r"""Expected maximum Sharpe ratio of ``n_trials`` unskilled trials (per bar).
+
+    .. math:: SR_0 = \sqrt{V[\widehat{SR}_n]}\left((1 - \gamma)\,\Phi^{-1}\!\left(1 -
+              \frac{1}{N}\right) + \gamma\,\Phi^{-1}\!\left(1 - \frac{1}{N e}\right)\right)
+
+    with :math:`\gamma` the Euler–Mascheroni constant (Bailey & López de Prado, 2014,
+    eq. 2 of "The Deflated Sharpe Ratio"). One trial (or a zero or undefined variance)
+    gives 0: nothing was selected, so there is nothing to deflate.
+    """
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    if n_trials == 1 or not math.isfinite(trials_variance) or trials_variance <= 0.0:
+        return 0.0
+    n = float(n_trials)
+    spread = (1.0 - EULER_GAMMA) * _norm_ppf(1.0 - 1.0 / n) + EULER_GAMMA * _norm_ppf(
+        1.0 - 1.0 / (n * math.e)
+    )
+    return math.sqrt(trials_variance) * spread
+
+
+def deflated_sharpe_ratio(
+    sharpe_per_bar: float,
+    n_bars: int,
+    skewness: float,
+    kurtosis: float,
+    n_trials: int,
+    trials_variance: float,
+) -> float:
+    r"""Deflated Sharpe ratio (Bailey & López de Prado, 2014).
+
+    Parameters
+    ----------
+    sharpe_per_bar : float
+        The selected track record's per-bar Sharpe ratio :math:`\widehat{SR}`.
+    n_bars : int
+        Bars of the track record, :math:`T`.
+    skewness, kurtosis : float
+        Its skewness and (non-excess) kurtosis.
+    n_trials : int
+        :math:`N`, the number of independent trials the selection was made from.
+    trials_variance : float
+        :math:`V[\widehat{SR}_n]`, the variance of the trials' per-bar Sharpe ratios.
+
+    Returns
+    -------
+    float
+        :math:`DSR = PSR(SR_0)` (:func:`psr_from_moments`) with :math:`SR_0` from
+        :func:`expected_max_sharpe`: the probability that the true Sharpe ratio is above
+        what the best of :math:`N` unskilled trials would show. With one trial it equals
+        the PSR against 0. NaN where the PSR is undefined.
+
+    Examples
+    --------
+    The paper's numerical example: an annual Sharpe of 2.5 on 1,250 daily bars (skew
+    −3, kurtosis 10), selected from 100 trials whose annual Sharpe ratios vary by 0.5:
+
+    >>> sr = 2.5 / 250**0.5
+    >>> round(deflated_sharpe_ratio(sr, 1250, -3.0, 10.0, 100, 0.5 / 250), 3)
+    0.9
+    """
+    sr0 = expected_max_sharpe(n_trials, trials_variance)
+    return psr_from_moments(sharpe_per_bar, n_bars, skewness, kurtosis, sr0)
+
+
+def trading_statistics(positions: npt.ArrayLike) -> dict[str, float]:
+    r"""How a backtest traded: turnover, exposure, round trips and holding period.
+
+    Parameters
+    ----------
+    positions : array-like of shape (n_bars,)
+        Position held over each bar (NaN = flat), in time order, flat before the first.
+
+    Returns
+    -------
+    dict of str to float
+        * ``turnover`` — :math:`\frac{1}{n}\sum_t |p_t - p_{t-1}|`, position change per
+          bar (:math:`p_{-1} = 0`); 0 with no bars;
+        * ``exposure`` — share of bars with :math:`p_t \ne 0`; 0 with no bars;
+        * ``round_trips`` — number of trades: maximal runs of bars whose position has
+          one sign (a flip ends one trade and starts the next; a trade still open at the
+          end counts);
+        * ``avg_holding_bars`` — bars in the market per trade, NaN with no trade.
+    """
+    pos = _as_1d(positions, "positions")
+    pos = np.where(np.isnan(pos), 0.0, pos)
+    n = pos.size
+    if n == 0:
+        return {"turnover": 0.0, "exposure": 0.0, "round_trips": 0.0, "avg_holding_bars": math.nan}
+    sign = np.sign(pos)
+    prev = np.concatenate([[0.0], sign[:-1]])
+    trades = int(((sign != 0.0) & (sign != prev)).sum())
+    in_market = int((sign != 0.0).sum())
+    return {
+        "turnover": float(np.abs(np.diff(pos, prepend=0.0)).sum() / n),
+        "exposure": in_market / n,
+        "round_trips": float(trades),
+        "avg_holding_bars": in_market / trades if trades else math.nan,
+    }

@@ -58,13 +58,17 @@ if TYPE_CHECKING:
 __all__ = [
     "CHAMPION_CHANGING_EVENTS",
     "COMPOSITE_OF_METRICS_SQL",
+    "SCORED_METRICS",
     "ChallengerRecord",
     "Decision",
+    "JudgementRules",
     "RegisteredVersion",
     "champion_of",
     "composite_score",
     "decide",
+    "deflate",
     "degradation",
+    "evidence_gap",
     "get_version",
     "judge_and_record",
     "load_model",
@@ -75,13 +79,26 @@ __all__ = [
     "rollback",
     "save_artifact",
     "sha256_file",
+    "trial_sharpes",
+    "verdict",
 ]
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_MANIFEST_FORMAT = 1
+SUPPORTED_MANIFEST_FORMAT = 2
 CHAMPION_CHANGING_EVENTS = ("promotion", "manual_promotion", "manual_rollback")
-SCORED_METRICS = ("sharpe", "sortino", "calmar", "profit_factor", "hit_ratio", "max_drawdown")
+SCORED_METRICS = (
+    "sharpe",
+    "sortino",
+    "calmar",
+    "profit_factor",
+    "hit_ratio",
+    "max_drawdown",
+    "round_trips",
+    "exposure",
+)
+"""The arguments of ``brain.composite_score``, in order: six scored metrics, then the two
+that decide whether the backtest shows evidence at all."""
 
 # The composite score of a version, as an aggregate over its raw.model_metrics rows
 # (alias ``m``, grouped by version): the SQL function the marts use, fed the pivot.
@@ -206,11 +223,69 @@ def load_model(
 # ------------------------------------------------------------------- judging
 
 
+@dataclass(frozen=True)
+class JudgementRules:
+    """How a challenger is judged (docs/registry.md, "The judgement").
+
+    ``threshold``: the largest relative degradation, (champion − challenger) /
+    |champion|, that still promotes; ``min_abs_degradation``: a drop of the composite
+    smaller than this never rolls back, whatever its relative size (a champion near 0
+    would otherwise turn noise into rollbacks); ``min_dsr``: the smallest deflated
+    Sharpe ratio a challenger needs to be promoted (below it, its Sharpe is more likely
+    the luck of the trials made than skill).
+    """
+
+    threshold: float = 0.05
+    min_abs_degradation: float = 0.02
+    min_dsr: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("threshold", "min_abs_degradation"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise BrainError(f"invalid setting {name}={value!r}: must be a number >= 0")
+        if not (isinstance(self.min_dsr, int | float) and 0.0 <= self.min_dsr <= 1.0):
+            raise BrainError(f"invalid setting min_dsr={self.min_dsr!r}: must lie in [0, 1]")
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "threshold": self.threshold,
+            "min_abs_degradation": self.min_abs_degradation,
+            "min_dsr": self.min_dsr,
+        }
+
+
+def _composite_args(metrics: Mapping[str, float]) -> list[float | None]:
+    return [_metric_value(metrics.get(name, math.nan)) for name in SCORED_METRICS]
+
+
 def composite_score(conn: psycopg.Connection, metrics: Mapping[str, float]) -> float:
-    """The composite score of a metrics dict, by the warehouse's ``brain.composite_score``."""
-    values = [_metric_value(metrics.get(name, math.nan)) for name in SCORED_METRICS]
-    row = conn.execute("select brain.composite_score(%s, %s, %s, %s, %s, %s)", values).fetchone()
+    """The composite score of a metrics dict, by the warehouse's ``brain.composite_score``
+    (NaN: no evidence, or a component undefined)."""
+    placeholders = ", ".join(["%s"] * len(SCORED_METRICS))
+    row = conn.execute(
+        f"select brain.composite_score({placeholders})", _composite_args(metrics)
+    ).fetchone()
     return math.nan if row is None or row[0] is None else float(row[0])
+
+
+def evidence_gap(conn: psycopg.Connection, metrics: Mapping[str, float]) -> str | None:
+    """None when the backtest traded enough to be judged (``brain.has_evidence``);
+    otherwise why not, with the rule (``brain.evidence_rule()``)."""
+    rt = _metric_value(metrics.get("round_trips", math.nan))
+    exposure = _metric_value(metrics.get("exposure", math.nan))
+    row = conn.execute(
+        "select brain.has_evidence(%s, %s), brain.evidence_rule()", (rt, exposure)
+    ).fetchone()
+    assert row is not None
+    if row[0]:
+        return None
+    trades = "no" if not rt else f"{int(rt)}"
+    share = 0.0 if exposure is None else exposure
+    return (
+        f"no evidence: {trades} round trips, in the market {share:.1%} of the bars "
+        f"(a score needs {row[1]})"
+    )
 
 
 def degradation(champion: float, challenger: float) -> float:
@@ -246,15 +321,24 @@ class Decision:
         return self.action == "promotion"
 
 
-def decide(
-    champion_score: float | None, challenger_score: float, threshold: float
-) -> tuple[str, float, str]:
-    """Promotion or rollback from the two composite scores.
+_EPS = 1e-12
 
-    * no champion score (first model, or the champion cannot be scored) → promotion;
+
+def decide(
+    champion_score: float | None,
+    challenger_score: float,
+    threshold: float,
+    min_abs_degradation: float = 0.0,
+) -> tuple[str, float, str]:
+    """Promotion or rollback from the two composite scores on the same window.
+
+    * no champion score (it shows no evidence on this window, or cannot be replayed)
+      → promotion;
     * no challenger score (NaN) → rollback;
-    * degradation > ``threshold`` → rollback; otherwise promotion. A degradation equal
-      to the threshold promotes; "equal" allows 1e-12 of floating-point noise, so
+    * rollback when the challenger is worse by more than ``threshold`` relative to
+      |champion| **and** by more than ``min_abs_degradation`` in absolute terms (the
+      band keeps a champion near 0 from turning noise into rollbacks); otherwise
+      promotion. Equality promotes; "equal" allows 1e-12 of floating-point noise, so
       (0.5 − 0.475) / 0.5 counts as exactly 5 %.
     """
     if champion_score is None or math.isnan(champion_score):
@@ -262,19 +346,132 @@ def decide(
     if math.isnan(challenger_score):
         return "rollback", math.nan, "the challenger has no composite score"
     d = degradation(champion_score, challenger_score)
-    if d > threshold + 1e-12:
+    drop = champion_score - challenger_score
+    if d > threshold + _EPS and drop > min_abs_degradation + _EPS:
         return (
             "rollback",
             d,
             f"challenger {challenger_score:.4f} is {d:.1%} worse than champion "
-            f"{champion_score:.4f} (threshold {threshold:.1%})",
+            f"{champion_score:.4f} (threshold {threshold:.1%}, "
+            f"absolute band {min_abs_degradation:.4f})",
         )
+    band = (
+        f" and the drop {drop:.4f} within the absolute band {min_abs_degradation:.4f}"
+        if d > threshold + _EPS
+        else ""
+    )
     return (
         "promotion",
         d,
         f"challenger {challenger_score:.4f} vs champion {champion_score:.4f}: "
-        f"degradation {d:.1%} within threshold {threshold:.1%}",
+        f"degradation {d:.1%}" + (band or f" within threshold {threshold:.1%}"),
     )
+
+
+def verdict(
+    *,
+    has_champion: bool,
+    champion_score: float | None,
+    challenger_score: float,
+    evidence: str | None,
+    dsr: float,
+    n_trials: int,
+    rules: JudgementRules,
+) -> tuple[str, float, str]:
+    """The whole rule table (docs/registry.md), in order:
+
+    1. the challenger shows no evidence (``evidence`` is the reason) → rollback: a
+       model that never trades, or barely, is not judged good or bad, it is not judged;
+    2. the challenger has no composite score → rollback;
+    3. its deflated Sharpe ratio is below ``rules.min_dsr`` (or undefined) → rollback:
+       its Sharpe is likely the luck of the ``n_trials`` trials made for the symbol;
+    4. no champion → promotion (the first model);
+    5. otherwise :func:`decide` on the two scores.
+
+    A rejected challenger with no champion leaves the symbol without one; the event
+    says so.
+    """
+    none_kept = "" if has_champion else "; no champion is set"
+    if evidence is not None:
+        return "rollback", math.nan, f"{evidence}{none_kept}"
+    if math.isnan(challenger_score):
+        return "rollback", math.nan, f"the challenger has no composite score{none_kept}"
+    if not (dsr >= rules.min_dsr - _EPS):
+        shown = "undefined" if math.isnan(dsr) else f"{dsr:.3f}"
+        return (
+            "rollback",
+            math.nan,
+            f"its Sharpe is likely luck: deflated Sharpe ratio {shown} < {rules.min_dsr} "
+            f"over {n_trials} trial(s){none_kept}",
+        )
+    if not has_champion:
+        return "promotion", math.nan, ""
+    return decide(champion_score, challenger_score, rules.threshold, rules.min_abs_degradation)
+
+
+def trial_sharpes(
+    conn: psycopg.Connection, exchange: str, symbol: str, timeframe: str
+) -> dict[str, float]:
+    """The trials made for a symbol: trial key → annualised out-of-sample Sharpe of its
+    newest version (:func:`brain_lib.training.trial_key`; NaN when it has none)."""
+    from brain_lib.training import trial_key
+
+    rows = conn.execute(
+        """
+        select v.version_id, v.manifest ->> 'trial_key', m.value
+        from raw.model_versions v
+        left join raw.model_metrics m
+            on m.version_id = v.version_id and m.scope = 'oos' and m.metric = 'sharpe'
+        where v.exchange = %s and v.symbol = %s and v.timeframe = %s
+        order by v.created_at, v.version_id
+        """,
+        (exchange, symbol, timeframe),
+    ).fetchall()
+    out: dict[str, float] = {}
+    for version_id, key, sharpe in rows:
+        if key is None:  # a version from before trial keys were recorded
+            manifest = conn.execute(
+                "select manifest from raw.model_versions where version_id = %s", (version_id,)
+            ).fetchone()
+            key = trial_key(manifest[0]) if manifest else version_id
+        out[str(key)] = math.nan if sharpe is None else float(sharpe)
+    return out
+
+
+def deflate(
+    conn: psycopg.Connection, record: ChallengerRecord, periods_per_year: float
+) -> dict[str, float]:
+    """The challenger's deflated Sharpe ratio over the trials made for its symbol.
+
+    ``dsr_trials`` = N, the distinct trials in the registry for the exchange × symbol ×
+    timeframe with the challenger's own; ``dsr_benchmark_sharpe`` = the expected
+    maximum Sharpe of N unskilled trials (annualised,
+    :func:`brain_lib.metrics.expected_max_sharpe`) from the variance of the trials'
+    newest per-bar Sharpe ratios; ``dsr`` = :func:`brain_lib.metrics.deflated_sharpe_ratio`.
+    """
+    from brain_lib import metrics as m
+
+    trials = trial_sharpes(conn, record.exchange, record.symbol, record.timeframe)
+    own = record.manifest.get("trial_key")
+    sharpe = float(record.metrics.get("sharpe", math.nan))
+    if own is not None:
+        trials[str(own)] = sharpe
+    else:
+        trials[record.version_id] = sharpe
+    root = math.sqrt(periods_per_year)
+    per_bar = [v / root for v in trials.values() if math.isfinite(v)]
+    variance = float(pd.Series(per_bar).var(ddof=1)) if len(per_bar) >= 2 else math.nan
+    n_trials = len(trials)
+    sr0 = m.expected_max_sharpe(n_trials, variance)
+    dsr = m.deflated_sharpe_ratio(
+        sharpe / root,
+        int(record.metrics.get("n_bars", 0) or 0),
+        float(record.metrics.get("skewness", math.nan)),
+        float(record.metrics.get("kurtosis", math.nan)),
+        n_trials,
+        variance,
+    )
+    return {"dsr": dsr, "dsr_trials": float(n_trials), "dsr_benchmark_sharpe": sr0 * root}
 
 
 def replay_champion(
@@ -287,45 +484,54 @@ def replay_champion(
 ) -> tuple[dict[str, float] | None, str]:
     """The champion's out-of-sample metrics on the challenger's window.
 
-    Returns ``(metrics, how)``; ``metrics`` is None when the champion cannot be
-    replayed (its features no longer exist, or its model type has no adapter).
+    The champion's *recipe* — model type, hyperparameters, features, label horizon and
+    its own position policy (:func:`brain_lib.training.policy_spec_of`) — goes through
+    the same walk-forward on the same candles with the same costs, and is measured on
+    exactly the challenger's bars. Returns ``(metrics, how)``; ``metrics`` is None when
+    the champion cannot be replayed (its features no longer exist, its model type has
+    no adapter, its walk-forward does not cover the window).
     """
     from dataclasses import replace
 
     from brain_lib.models import MODEL_TYPES
     from brain_lib.training import (
         build_dataset,
-        evaluate_predictions,
+        evaluate_walk_forward,
+        policy_spec_of,
         recipe_key,
         walk_forward_predictions,
     )
 
     if recipe_key(dict(champion_manifest)) == recipe_key(dict(challenger_manifest)):
-        return dict(challenger_metrics), "same recipe as the challenger: identical predictions"
+        return dict(challenger_metrics), "same recipe as the challenger: identical positions"
     model_type = str(champion_manifest["model_type"])
     if model_type not in MODEL_TYPES:
         return None, f"no adapter for the champion's model type {model_type!r}"
     horizon = int(champion_manifest.get("label", {}).get("horizon", 1))
-    config = replace(
-        challenger_config,
-        model_type=model_type,
-        params=dict(champion_manifest["hyperparameters"]),
-        label_horizon=horizon,
-    )
-    X, y = build_dataset(candles, horizon)
+    try:
+        config = replace(
+            challenger_config,
+            model_type=model_type,
+            params=dict(champion_manifest["hyperparameters"]),
+            label_horizon=horizon,
+            policy=policy_spec_of(champion_manifest),
+        )
+    except BrainError as exc:
+        return None, f"the champion's recipe is not valid here: {exc}"
+    X, y = build_dataset(candles, horizon, config.timeframe)
     features = list(champion_manifest["features"])
     missing = [f for f in features if f not in X.columns]
     if missing:
         return None, f"the champion's features no longer exist: {', '.join(missing[:5])}"
-    oos, _ = walk_forward_predictions(X[features], y, config)
-    start, end = oos_window
-    # decisions at bar t are booked at t+1: keep predictions whose booking bar is in the window
-    bar = candles.index.to_series().diff().median()
-    oos = oos[(oos.index >= start - bar) & (oos.index <= end - bar)]
-    if oos.empty:
+    wf = walk_forward_predictions(X[features], y, config)
+    try:
+        evaluation = evaluate_walk_forward(wf, X[features], y, candles, config, window=oos_window)
+    except BrainError:
         return None, "the champion's walk-forward does not cover the challenger's window"
-    _, metrics = evaluate_predictions(oos, candles, config)
-    return metrics, "recipe replayed through the same walk-forward, same rows, same fees"
+    return (
+        evaluation.metrics,
+        "recipe and policy replayed through the same walk-forward, same bars, same costs",
+    )
 
 
 # ------------------------------------------------------------------- writing
@@ -446,21 +652,31 @@ def _insert_version(
     )
 
 
-def _insert_metrics(cur: psycopg.Cursor[Any], record: ChallengerRecord) -> None:
+def _insert_metrics(
+    cur: psycopg.Cursor[Any],
+    record: ChallengerRecord,
+    *,
+    scope: str = "oos",
+    values: Mapping[str, float] | None = None,
+) -> None:
+    """The version's metrics (scope ``oos``), or the champion's replayed on its bars
+    (scope ``champion_replay``, ``values``)."""
+    metrics = record.metrics if values is None else values
     cur.executemany(
         """
         insert into raw.model_metrics (version_id, scope, metric, value, window_start, window_end)
-        values (%s, 'oos', %s, %s, %s, %s)
+        values (%s, %s, %s, %s, %s, %s)
         """,
         [
             (
                 record.version_id,
+                scope,
                 name,
                 _metric_value(value),
                 record.oos_start.to_pydatetime(),
                 record.oos_end.to_pydatetime(),
             )
-            for name, value in sorted(record.metrics.items())
+            for name, value in sorted(metrics.items())
         ],
     )
 
@@ -594,16 +810,22 @@ def judge_and_record(
     *,
     candles: pd.DataFrame,
     config: TrainingConfig,
-    threshold: float,
+    rules: JudgementRules | None = None,
     at: datetime | None = None,
 ) -> Decision:
     """Judge a challenger against the champion on the same window and land everything.
 
-    One transaction: advisory lock → read the champion → score both → insert version,
-    metrics, feature importance, event → move the champion pointer on promotion.
-    Landing a version that is already stored does nothing (idempotent; used by the
-    spool).
+    One transaction: advisory lock → read the champion → the challenger's deflated
+    Sharpe ratio over the trials in the registry (:func:`deflate`, added to its
+    metrics) → score both sides (the champion's recipe replayed, :func:`replay_champion`)
+    → :func:`verdict` → insert version, metrics (scope ``oos``, and the champion's
+    replayed metrics on the same bars as scope ``champion_replay``), feature
+    importance, event → move the champion pointer on promotion. Landing a version that
+    is already stored does nothing (idempotent; used by the spool).
     """
+    from brain_lib import metrics as m
+
+    rules = rules or JudgementRules()
     with conn.transaction(), conn.cursor() as cur:
         _lock(conn, record.exchange, record.symbol, record.timeframe, record.model_type)
         if version_exists(conn, record.version_id):
@@ -611,15 +833,14 @@ def judge_and_record(
         current = champion_of(
             conn, record.exchange, record.symbol, record.timeframe, record.model_type
         )
+        record.metrics.update(deflate(conn, record, m.periods_per_year(record.timeframe)))
         challenger_score = composite_score(conn, record.metrics)
-        if current is None:
-            decision = Decision(
-                action="promotion",
-                reason=f"first {record.model_type} model of {record.symbol}",
-                challenger_score=challenger_score,
-                threshold=threshold,
-            )
-        else:
+        evidence = evidence_gap(conn, record.metrics)
+        champion_id: str | None = None
+        champion_metrics: dict[str, float] | None = None
+        champion_score: float | None = None
+        how: str | None = None
+        if current is not None:
             champion_id, champion_manifest = current
             champion_metrics, how = replay_champion(
                 champion_manifest,
@@ -629,26 +850,41 @@ def judge_and_record(
                 (record.oos_start, record.oos_end),
                 record.metrics,
             )
-            champion_score = (
-                composite_score(conn, champion_metrics) if champion_metrics is not None else None
-            )
-            action, d, reason = decide(champion_score, challenger_score, threshold)
-            if champion_metrics is None:
-                reason = f"{reason} ({how})"
-            decision = Decision(
-                action=action,
-                reason=reason,
-                champion_version_id=champion_id,
-                champion_score=champion_score,
-                challenger_score=challenger_score,
-                degradation=d,
-                threshold=threshold,
-                champion_metrics=champion_metrics or {},
-                champion_evaluation=how,
-            )
+            if champion_metrics is not None:
+                champion_score = composite_score(conn, champion_metrics)
+        action, d, reason = verdict(
+            has_champion=current is not None,
+            champion_score=champion_score,
+            challenger_score=challenger_score,
+            evidence=evidence,
+            dsr=float(record.metrics["dsr"]),
+            n_trials=int(record.metrics["dsr_trials"]),
+            rules=rules,
+        )
+        if current is None and action == "promotion":
+            reason = f"first {record.model_type} model of {record.symbol}"
+        elif current is not None and champion_metrics is None:
+            reason = f"{reason} ({how})"
+        elif current is not None and champion_score is not None and math.isnan(champion_score):
+            gap = evidence_gap(conn, champion_metrics or {})
+            if gap and action == "promotion":
+                reason = f"{reason}: the champion shows {gap}"
+        decision = Decision(
+            action=action,
+            reason=reason,
+            champion_version_id=champion_id,
+            champion_score=champion_score,
+            challenger_score=challenger_score,
+            degradation=d if current is not None else None,
+            threshold=rules.threshold,
+            champion_metrics=champion_metrics or {},
+            champion_evaluation=how,
+        )
         record.manifest["challenged_version_id"] = decision.champion_version_id
         _insert_version(cur, record, decision.champion_version_id)
         _insert_metrics(cur, record)
+        if champion_metrics is not None:
+            _insert_metrics(cur, record, scope="champion_replay", values=champion_metrics)
         _insert_importance(cur, record)
         event_id = _insert_event(
             cur,
@@ -663,9 +899,13 @@ def judge_and_record(
             champion_score=decision.champion_score,
             challenger_score=decision.challenger_score,
             degradation_value=decision.degradation,
-            threshold=threshold,
+            threshold=rules.threshold,
             details={
                 "window": [record.oos_start.isoformat(), record.oos_end.isoformat()],
+                "rules": rules.to_dict(),
+                "evidence": evidence,
+                "dsr": record.metrics["dsr"],
+                "dsr_trials": record.metrics["dsr_trials"],
                 "challenger_metrics": record.metrics,
                 "champion_metrics": decision.champion_metrics,
                 "champion_evaluation": decision.champion_evaluation,
@@ -733,7 +973,7 @@ def register_version(
     artifact_root: str,
     candles: pd.DataFrame | None = None,
     config: TrainingConfig | None = None,
-    threshold: float = 0.05,
+    rules: JudgementRules | None = None,
     run_id: str | None = None,
     at: datetime | None = None,
     importance: list[dict[str, Any]] | None = None,
@@ -749,7 +989,7 @@ def register_version(
     if candles is None:
         raise ValueError("candles are needed to replay the champion on the same window")
     decision = judge_and_record(
-        conn, record, candles=candles, config=config or TrainingConfig(), threshold=threshold, at=at
+        conn, record, candles=candles, config=config or TrainingConfig(), rules=rules, at=at
     )
     return stored, decision
 

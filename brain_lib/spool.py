@@ -11,7 +11,6 @@ a file is deleted only after its transaction committed.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -23,9 +22,9 @@ from typing import Any
 import pandas as pd
 
 from brain_lib.errors import DataError
-from brain_lib.registry import ChallengerRecord, judge_and_record
-from brain_lib.training import TrainingConfig, dataset_fingerprint
-from brain_lib.warehouse import connect, load_ohlcv
+from brain_lib.registry import ChallengerRecord, JudgementRules, judge_and_record
+from brain_lib.training import TrainingConfig, dataset_fingerprint, load_training_candles
+from brain_lib.warehouse import connect
 
 __all__ = ["ReplayReport", "pending", "replay", "spool_record"]
 
@@ -38,7 +37,7 @@ def spool_record(
     record: ChallengerRecord,
     *,
     config: TrainingConfig,
-    threshold: float,
+    rules: JudgementRules,
     candles_start: pd.Timestamp,
     candles_end: pd.Timestamp,
     fingerprint: str,
@@ -48,8 +47,8 @@ def spool_record(
     payload = {
         "spool_format": SPOOL_FORMAT,
         "record": record.to_json(),
-        "config": dataclasses.asdict(config),
-        "threshold": threshold,
+        "config": config.to_dict(),
+        "rules": rules.to_dict(),
         "candles": {
             "start": pd.Timestamp(candles_start).isoformat(),
             "end": pd.Timestamp(candles_end).isoformat(),
@@ -107,10 +106,17 @@ def replay(dsn: str, folder: Path) -> ReplayReport:
         try:
             payload = _load(path)
             record = ChallengerRecord.from_json(payload["record"])
-            config = TrainingConfig(**payload["config"])
+            config = TrainingConfig.from_dict(payload["config"])
+            rules = (
+                JudgementRules(**payload["rules"])
+                if "rules" in payload
+                else JudgementRules(threshold=float(payload["threshold"]))
+            )
             window = payload["candles"]
             with connect(dsn) as conn:
-                candles = load_ohlcv(
+                # the loader of the live run: derivatives features, funding charges, and
+                # the quarantined candles left out, so the replay sees the same data
+                candles = load_training_candles(
                     conn,
                     exchange=record.exchange,
                     symbol=record.symbol,
@@ -124,7 +130,7 @@ def replay(dsn: str, folder: Path) -> ReplayReport:
                         "training; the version cannot be judged on the same data"
                     )
                 decision = judge_and_record(
-                    conn, record, candles=candles, config=config, threshold=payload["threshold"]
+                    conn, record, candles=candles, config=config, rules=rules
                 )
         except Exception as exc:  # keep the file, report, go on with the others
             report.failed[path.name] = f"{type(exc).__name__}: {exc}"

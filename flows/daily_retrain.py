@@ -16,6 +16,7 @@ Completed named Blocked when data quality kept a symbol out.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from itertools import product
 from typing import Any
@@ -47,7 +48,21 @@ from flows.tasks import (
     walk_forward,
 )
 
-SUMMARY_METRICS = ("sharpe", "sortino", "hit_ratio", "profit_factor", "max_drawdown", "calmar")
+SUMMARY_METRICS = (
+    "sharpe",
+    "sortino",
+    "hit_ratio",
+    "profit_factor",
+    "max_drawdown",
+    "calmar",
+    "dsr",
+    "buy_hold_sharpe",
+    "excess_sharpe",
+    "exposure",
+    "turnover_per_bar",
+    "round_trips",
+    "avg_holding_bars",
+)
 
 
 def _first_failure(futures: list[PrefectFuture[Any]]) -> str:
@@ -63,6 +78,14 @@ def _first_failure(futures: list[PrefectFuture[Any]]) -> str:
     return "did not complete"
 
 
+def _rounded(value: Any) -> float | None:
+    """A metric for the summary table: 4 decimals; undefined (None, NaN) is None."""
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else round(number, 4)
+
+
 def _config(settings: Settings, model_type: str, params: dict[str, Any]) -> TrainingConfig:
     return TrainingConfig(
         model_type=model_type,
@@ -73,6 +96,9 @@ def _config(settings: Settings, model_type: str, params: dict[str, Any]) -> Trai
         train_size=settings.train_size,
         embargo=settings.embargo,
         fee_bps=settings.fee_bps,
+        slippage_bps=settings.slippage_bps,
+        policy=settings.policy_spec(),
+        charge_funding=settings.charge_funding,
         timeframe=settings.timeframe,
         risk_free_rate=settings.risk_free_rate,
     )
@@ -181,9 +207,9 @@ def daily_retrain(
     )
     dataset = build_training_set.map(candles, configs)
     oos = walk_forward.map(dataset, configs)
-    scored = backtest_and_score.map(oos, candles, configs)
+    scored = backtest_and_score.map(oos, dataset, candles, configs)
     model = fit_final_model.map(dataset, configs)
-    importance = compute_importance.map(model, dataset, oos, candles, configs)
+    importance = compute_importance.map(oos, scored, dataset, candles, configs)
     records = save_version_artifact.map(
         unmapped(settings.artifact_location),
         unmapped(run_id),
@@ -202,7 +228,7 @@ def daily_retrain(
         records,
         candles,
         configs,
-        unmapped(settings.degradation_threshold),
+        unmapped(settings.judgement_rules()),
         unmapped(spool_dir),
     )
     registered.wait()
@@ -217,12 +243,14 @@ def daily_retrain(
                 {k: out[k] for k in ("status", "version_id", "decision", "champion", "reason")}
             )
             row["error"] = ""
-            row.update({k: round(out[k], 4) for k in SUMMARY_METRICS})
+            row["composite"] = _rounded(out.get("composite"))
+            row.update({k: _rounded(out.get(k)) for k in SUMMARY_METRICS})
         else:
             stages = [candles[i], dataset[i], oos[i], scored[i], model[i], importance[i]]
             stages += [records[i], fut]
             row.update(status="failed", version_id="", decision="", champion="", reason="")
             row["error"] = _first_failure(stages)
+            row["composite"] = None
             row.update({k: None for k in SUMMARY_METRICS})
         rows.append(row)
 
@@ -230,6 +258,7 @@ def daily_retrain(
         for model_type in settings.model_types:
             row = {"symbol": symbol, "model_type": model_type, "status": "blocked"}
             row.update(version_id="", decision="", champion="", reason="", error=why)
+            row["composite"] = None
             row.update({k: None for k in SUMMARY_METRICS})
             rows.append(row)
     ok = [r for r in rows if r["status"] == "ok"]
@@ -260,14 +289,16 @@ def daily_retrain(
     for r in rows:
         if r["status"] not in ("failed", "blocked"):
             logger.info(
-                "%s %s: version %s %s (%s) sharpe=%s calmar=%s",
+                "%s %s: version %s %s (%s) sharpe=%s dsr=%s exposure=%s buy_hold_sharpe=%s",
                 r["symbol"],
                 r["model_type"],
                 r["version_id"],
                 r["decision"] or r["status"],
                 r["reason"],
                 r["sharpe"],
-                r["calmar"],
+                r["dsr"],
+                r["exposure"],
+                r["buy_hold_sharpe"],
             )
         else:
             logger.error("%s %s %s: %s", r["symbol"], r["model_type"], r["status"], r["error"])

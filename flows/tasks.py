@@ -18,7 +18,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from brain_lib import registry, spool, training, warehouse
-from brain_lib.backtest import BacktestResult
 from brain_lib.config import Settings
 from brain_lib.dbt import ensure_raw_schema, run_dbt
 from brain_lib.errors import DataError, WarehouseUnavailableError
@@ -160,14 +159,14 @@ def load_candles(
 def build_training_set(
     candles: pd.DataFrame, config: training.TrainingConfig
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Features and labels, warm-up and unlabeled rows removed."""
-    return training.build_dataset(candles, config.label_horizon)
+    """Features and labels on the bar grid, warm-up and unlabeled rows removed."""
+    return training.build_dataset(candles, config.label_horizon, config.timeframe)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 def walk_forward(
     dataset: tuple[pd.DataFrame, pd.Series], config: training.TrainingConfig
-) -> tuple[pd.Series, list[dict[str, Any]]]:
+) -> training.WalkForward:
     """Purged, embargoed walk-forward: out-of-sample predictions per test fold."""
     X, y = dataset
     return training.walk_forward_predictions(X, y, config)
@@ -175,12 +174,14 @@ def walk_forward(
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 def backtest_and_score(
-    oos: tuple[pd.Series, list[dict[str, Any]]],
+    wf: training.WalkForward,
+    dataset: tuple[pd.DataFrame, pd.Series],
     candles: pd.DataFrame,
     config: training.TrainingConfig,
-) -> tuple[BacktestResult, dict[str, float]]:
-    """Trade the out-of-sample predictions with fees; compute the metrics."""
-    return training.evaluate_predictions(oos[0], candles, config)
+) -> training.Evaluation:
+    """Fit each fold's policy in sample, trade the scored folds with costs; metrics."""
+    X, y = dataset
+    return training.evaluate_walk_forward(wf, X, y, candles, config)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -194,15 +195,15 @@ def fit_final_model(
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 def compute_importance(
-    model: Model,
+    wf: training.WalkForward,
+    evaluation: training.Evaluation,
     dataset: tuple[pd.DataFrame, pd.Series],
-    oos: tuple[pd.Series, list[dict[str, Any]]],
     candles: pd.DataFrame,
     config: training.TrainingConfig,
 ) -> list[dict[str, Any]]:
-    """SHAP, permutation and correlation importance of the new version."""
+    """SHAP, permutation and correlation importance of the new version, out of sample."""
     X, y = dataset
-    return training.version_importance(model, X, y, oos[0], candles, config)
+    return training.version_importance(wf, evaluation, X, y, candles, config)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -214,8 +215,8 @@ def save_version_artifact(
     config: training.TrainingConfig,
     candles: pd.DataFrame,
     dataset: tuple[pd.DataFrame, pd.Series],
-    oos: tuple[pd.Series, list[dict[str, Any]]],
-    scored: tuple[BacktestResult, dict[str, float]],
+    wf: training.WalkForward,
+    evaluation: training.Evaluation,
     model: Model,
     importance: list[dict[str, Any]],
 ) -> registry.ChallengerRecord:
@@ -226,10 +227,8 @@ def save_version_artifact(
         symbol=symbol,
         config=config,
         X=dataset[0],
-        oos=oos[0],
-        folds=oos[1],
-        backtest=scored[0],
-        metrics=scored[1],
+        walk_forward=wf,
+        evaluation=evaluation,
         model=model,
     )
     version_id = registry.new_version_id(symbol, config.model_type)
@@ -249,7 +248,7 @@ def land_version(
     record: registry.ChallengerRecord,
     candles: pd.DataFrame,
     config: training.TrainingConfig,
-    threshold: float,
+    rules: registry.JudgementRules,
     spool_dir: Path,
 ) -> dict[str, Any]:
     """Judge against the champion and land version, metrics and event in one transaction.
@@ -263,7 +262,7 @@ def land_version(
     try:
         with warehouse.connect(dsn) as conn:
             decision = registry.judge_and_record(
-                conn, record, candles=candles, config=config, threshold=threshold
+                conn, record, candles=candles, config=config, rules=rules
             )
     except (WarehouseUnavailableError, psycopg.OperationalError) as exc:
         if task_run.run_count <= LAND_RETRIES:
@@ -272,7 +271,7 @@ def land_version(
             spool_dir,
             record,
             config=config,
-            threshold=threshold,
+            rules=rules,
             candles_start=candles.index[0],
             candles_end=candles.index[-1],
             fingerprint=training.dataset_fingerprint(candles),
@@ -293,6 +292,7 @@ def land_version(
         "champion": record.version_id if decision.promoted else decision.champion_version_id,
         "reason": decision.reason,
         "degradation": decision.degradation,
+        "composite": decision.challenger_score,
         **record.metrics,
     }
 

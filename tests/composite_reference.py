@@ -1,5 +1,6 @@
 """The composite score written again in Python, as the tests' independent reference
-for the SQL in dbt_brain/macros/composite_score.sql (weights from dbt_project.yml)."""
+for the SQL in dbt_brain/macros/composite_score.sql (weights and evidence rule from
+dbt_project.yml)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ WEIGHTS = {
     "hit_ratio": 0.10,
     "max_drawdown": 0.15,
 }
+MIN_ROUND_TRIPS = 10
+MIN_EXPOSURE = 0.02
 
 TRANSFORMS: dict[str, Callable[[float], float]] = {
     "sharpe": lambda x: math.tanh(x / 2),
@@ -37,8 +40,20 @@ def component_scores(metrics: Mapping[str, float | None]) -> dict[str, float | N
     return {name: component(name, metrics.get(name)) for name in TRANSFORMS}
 
 
-def composite_score(metrics: Mapping[str, float | None]) -> float:
-    """Σ weight · component, an undefined component counting 0."""
-    return sum(
-        weight * (component(name, metrics.get(name)) or 0.0) for name, weight in WEIGHTS.items()
-    )
+def has_evidence(metrics: Mapping[str, float | None]) -> bool:
+    """Enough round trips and exposure to be scored at all."""
+    trips = metrics.get("round_trips") or 0.0
+    exposure = metrics.get("exposure") or 0.0
+    trips = 0.0 if math.isnan(trips) else trips
+    exposure = 0.0 if math.isnan(exposure) else exposure
+    return trips >= MIN_ROUND_TRIPS and exposure >= MIN_EXPOSURE
+
+
+def composite_score(metrics: Mapping[str, float | None]) -> float | None:
+    """Σ weight · component; None without evidence or with an undefined component."""
+    if not has_evidence(metrics):
+        return None
+    parts = component_scores(metrics)
+    if any(value is None for value in parts.values()):
+        return None
+    return sum(weight * (parts[name] or 0.0) for name, weight in WEIGHTS.items())

@@ -72,6 +72,41 @@ def warehouse_dsn(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def raw_template(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Name of a database with the raw schema, made once by dbt, cloned by
+    :func:`fresh_warehouse` (``create database ... template``: milliseconds instead of a
+    dbt run per test). Nothing ever connects to it after it is made."""
+    from brain_lib.dbt import run_dbt
+
+    name = f"tpl_{uuid.uuid4().hex[:12]}"
+    url = _fresh_database(pg_server)
+    run_dbt(
+        ["run-operation", "create_raw_tables"],
+        dsn=url,
+        project_dir=REPO / "dbt_brain",
+        state_dir=tmp_path_factory.mktemp("dbt-template"),
+    )
+    import psycopg
+
+    source = url.split("?")[0].rsplit("/", 1)[-1]
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'alter database "{source}" rename to "{name}"')
+    return name
+
+
+@pytest.fixture
+def fresh_warehouse(pg_server: str, raw_template: str) -> str:
+    """URL of a new database with the raw schema, for one test only: the state a test
+    needs is the state it makes."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'create database "{name}" template "{raw_template}"')
+    return pg_server.replace("/postgres?", f"/{name}?")
+
+
+@pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """One temporary Prefect server (and database) for every flow run of the session."""
     from prefect.testing.utilities import prefect_test_harness

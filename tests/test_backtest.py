@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brain_lib.backtest import position_from_prediction, run_backtest
+from brain_lib.backtest import (
+    backtest_positions,
+    baselines,
+    position_from_prediction,
+    run_backtest,
+)
 
 
 def _index(n: int) -> pd.DatetimeIndex:
@@ -64,3 +69,50 @@ def test_bad_input_is_named() -> None:
         run_backtest(pd.Series([1.0], index=pd.DatetimeIndex(["2030-01-01"], tz="UTC")), close)
     with pytest.raises(ValueError, match="fee_bps"):
         run_backtest(pd.Series([1.0], index=_index(1)), close, fee_bps=-1)
+
+
+# ----------------------------------------------------------- positions, costs, gaps
+
+
+def test_positions_pay_fees_slippage_and_funding() -> None:
+    close = pd.Series([100.0, 110.0, 99.0, 99.0, 108.9], index=_index(5))
+    positions = pd.Series([1.0, 1.0, -0.5, 0.0], index=_index(5)[:4])
+    # a long pays the funding rate of the bar, a short receives it
+    funding = pd.Series([0.0, 0.001, 0.0, 0.002, 0.0], index=_index(5))
+    bt = backtest_positions(positions, close, cost_bps=10.0, funding=funding).frame
+    np.testing.assert_allclose(bt["asset_return"], [0.10, -0.10, 0.0, 0.10])
+    np.testing.assert_allclose(bt["cost"], [0.001, 0.0, 0.0015, 0.0005])
+    np.testing.assert_allclose(bt["funding_rate"], [0.001, 0.0, 0.002, 0.0])
+    np.testing.assert_allclose(bt["funding"], [0.001, 0.0, -0.001, 0.0])
+    # 0.1 - 0.001 - 0.001; -0.1; 0 - 0.0015 + 0.001; -0.0005
+    np.testing.assert_allclose(bt["net_return"], [0.098, -0.1, -0.0005, -0.0005])
+
+
+def test_no_position_is_held_over_a_missing_bar() -> None:
+    close = pd.Series([100.0, 101.0, np.nan, 103.0, 104.0], index=_index(5))
+    positions = pd.Series([1.0, 1.0, 1.0, 1.0], index=_index(5)[:4])
+    bt = backtest_positions(positions, close, cost_bps=10.0).frame
+    # bars 2 (missing) and 3 (after the hole) have no return: flat over them, and the
+    # exit before the hole and the re-entry after it pay the fee
+    np.testing.assert_array_equal(bt["position"], [1.0, 0.0, 0.0, 1.0])
+    np.testing.assert_allclose(bt["cost"], [0.001, 0.001, 0.0, 0.001])
+    assert np.isnan(bt["asset_return"].iloc[1]) and np.isnan(bt["asset_return"].iloc[2])
+    np.testing.assert_allclose(bt["net_return"], [0.009, -0.001, 0.0, 104 / 103 - 1 - 0.001])
+
+
+def test_baselines_by_hand() -> None:
+    close = pd.Series([100.0, 110.0, 99.0, 99.0, 108.9], index=_index(5))
+    positions = pd.Series([0.0, 1.0, 0.0, -1.0], index=_index(5)[:4])
+    funding = pd.Series([0.0, 0.0, 0.001, 0.0, 0.0], index=_index(5))
+    bt = backtest_positions(positions, close, cost_bps=10.0, funding=funding)
+    base = baselines(bt, cost_bps=10.0)
+    np.testing.assert_array_equal(base["flat"], [0.0, 0.0, 0.0, 0.0])
+    # long over every bar: +10 % minus the entry fee, -10 % minus the funding, 0, +10 %
+    np.testing.assert_allclose(base["buy_hold"], [0.099, -0.101, 0.0, 0.1])
+    assert list(base["buy_hold"].index) == list(bt.frame.index)
+
+
+def test_negative_cost_is_refused() -> None:
+    close = pd.Series([1.0, 2.0], index=_index(2))
+    with pytest.raises(ValueError, match="cost_bps"):
+        backtest_positions(pd.Series([1.0], index=_index(1)), close, cost_bps=-1.0)

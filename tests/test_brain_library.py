@@ -5,34 +5,60 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import dataclasses
+
 import pandas as pd
 import pytest
+from markets import STRONG_TREND, planted
 
 from brain_lib import brain as brain_module
 from brain_lib.brain import BrainLibrary
 from brain_lib.dbt import run_dbt
-from brain_lib.errors import ArtifactError, NoModelError
-from brain_lib.market import SyntheticMarket
+from brain_lib.errors import ArtifactError, NoModelError, RegistryError
 from brain_lib.registry import register_version
-from brain_lib.training import TrainingConfig, build_dataset, train_symbol, version_importance
+from brain_lib.training import (
+    TrainingConfig,
+    TrainingResult,
+    build_dataset,
+    train_symbol,
+    version_importance,
+)
 from brain_lib.warehouse import connect
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = TrainingConfig(params={"num_boost_round": 30}, n_splits=3, embargo=6, min_rows=300)
+# the planted trend: momentum is what there is to learn
+TREND_FEATURES = {
+    "ret_4",
+    "ret_12",
+    "ret_24",
+    "ret_72",
+    "dist_sma_72",
+    "macd",
+    "macd_hist",
+    "rsi_14",
+    "up_share_24",
+    "close_z_168",
+    "close_z_24",
+}
 
 
 @pytest.fixture(scope="module")
 def candles() -> pd.DataFrame:
-    frame = SyntheticMarket(seed=3, autocorr=-0.15).candles("ETH/USDT", 1500)
-    return frame.set_index("ts").drop(columns="regime")
+    return planted(3, 4000, symbol="ETH/USDT", trend=STRONG_TREND)
+
+
+def _importance(result: TrainingResult, candles: pd.DataFrame) -> list[dict[str, object]]:
+    assert result.walk_forward is not None and result.evaluation is not None
+    X, y = build_dataset(candles, CONFIG.label_horizon)
+    return version_importance(result.walk_forward, result.evaluation, X, y, candles, CONFIG)
 
 
 @pytest.fixture(scope="module")
 def stored(warehouse_dsn: str, candles: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("artifacts")
     result = train_symbol(candles, exchange="synthetic", symbol="ETH/USDT", config=CONFIG)
-    X, y = build_dataset(candles, 1)
-    importance = version_importance(result.model, X, y, result.oos_predictions, candles, CONFIG)
+    importance = _importance(result, candles)
     with connect(warehouse_dsn) as conn:
         version, _ = register_version(
             conn,
@@ -60,7 +86,7 @@ def test_active_model_is_the_champion_and_predicts_like_the_trained_one(
     assert active.version_id == version.version_id
     assert active.model_type == "lightgbm" and active.exchange == "synthetic"
     assert active.manifest["artifact"]["sha256"] == version.artifact_sha256
-    X, _ = build_dataset(candles, 1)
+    X, _ = build_dataset(candles, CONFIG.label_horizon)
     features = X[active.features].tail(100)
     assert (active.model.predict(features) == result.model.predict(features)).all()
     assert (
@@ -125,7 +151,44 @@ def test_top_features_come_from_the_stored_importance(warehouse_dsn: str, stored
     assert top[0]["importance"] >= top[-1]["importance"] > 0
     assert all(row["kind"] == "training" for row in top)
     correlation = library.get_top_features("ETH/USDT", n=3, method="correlation")
-    # the demo market mean-reverts hour to hour: the last return leads the ranking
-    assert correlation[0]["feature"] == "ret_1"
+    # the market carries a planted trend: a momentum feature leads the ranking
+    assert correlation[0]["feature"] in TREND_FEATURES
     with pytest.raises(NoModelError, match="no champion model for DOGE/USDT"):
         library.get_top_features("DOGE/USDT")
+
+
+def test_several_markets_and_model_types_are_told_apart(
+    fresh_warehouse: str, candles: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The same symbol on two exchanges needs exchange=; two model types on one market
+    are compared on their common window (marts.best_model_per_symbol)."""
+    result = train_symbol(candles, exchange="synthetic", symbol="ETH/USDT", config=CONFIG)
+    xgb_config = dataclasses.replace(CONFIG, model_type="xgboost", params={"num_boost_round": 30})
+    xgb = train_symbol(candles, exchange="synthetic", symbol="ETH/USDT", config=xgb_config)
+    elsewhere = dataclasses.replace(result, exchange="binance")
+    with connect(fresh_warehouse) as conn:
+        for res, cfg in ((result, CONFIG), (xgb, xgb_config), (elsewhere, CONFIG)):
+            register_version(
+                conn, res, artifact_root=str(tmp_path / "a"), candles=candles, config=cfg
+            )
+    run_dbt(
+        ["build"], dsn=fresh_warehouse, project_dir=REPO / "dbt_brain", state_dir=tmp_path / "dbt"
+    )
+    library = BrainLibrary(dsn=fresh_warehouse)
+    with pytest.raises(RegistryError, match=r"several markets \(binance 1h, synthetic 1h\)"):
+        library.get_active_model("ETH/USDT")
+    with pytest.raises(RegistryError, match="several markets"):
+        library.get_best_model("ETH/USDT")
+    assert library.get_active_model("ETH/USDT", exchange="binance").exchange == "binance"
+    best = library.get_best_model("ETH/USDT", exchange="synthetic", timeframe="1h")
+    assert best["n_candidates"] == 2 and best["n_compared"] == 2
+    assert (
+        best["window_start"] == result.oos_window[0] and best["window_end"] == result.oos_window[1]
+    )
+    active = library.get_active_model("ETH/USDT", exchange="synthetic")
+    assert active.version_id == best["version_id"]
+    assert active.model_type == best["model_type"]
+    assert (
+        library.get_active_model("ETH/USDT", "xgboost", exchange="synthetic").model_type
+        == "xgboost"
+    )

@@ -12,17 +12,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from markets import STRONG_TREND, planted
 
 from brain_lib import analysis
 from brain_lib.dbt import run_dbt
 from brain_lib.errors import DataError
-from brain_lib.market import SyntheticMarket
 from brain_lib.registry import register_version
 from brain_lib.training import TrainingConfig, build_dataset, train_symbol, version_importance
 from brain_lib.warehouse import connect, copy_ohlcv
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIG = TrainingConfig(params={"num_boost_round": 30}, n_splits=3, embargo=6, min_rows=300)
+CONFIG = TrainingConfig(
+    params={"num_boost_round": 40, "num_leaves": 7, "min_data_in_leaf": 50},
+    n_splits=4,
+    embargo=12,
+    min_rows=300,
+)
+TRAINED = 4500  # the champion is trained on the first 4,500 bars; 500 newer ones follow
 SYMBOL = "ETH/USDT"
 MARTS = ["build", "--select", "+feature_importance_trends", "+feature_shifts", "+feature_drift"]
 CAUTIOUS = ["--indirect-selection", "cautious"]
@@ -98,20 +104,20 @@ def test_distribution_rows_skip_constant_and_empty_features() -> None:
 
 @pytest.fixture(scope="module")
 def candles() -> pd.DataFrame:
-    frame = SyntheticMarket(seed=11, autocorr=-0.15).candles(SYMBOL, 2400)
-    return frame.set_index("ts").drop(columns="regime")
+    return planted(5, TRAINED + 500, symbol=SYMBOL, trend=STRONG_TREND)
 
 
 @pytest.fixture(scope="module")
 def champion(
     warehouse_dsn: str, candles: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
 ) -> analysis.Champion:
-    """A champion trained on the first 2,000 bars; 400 newer bars are stored too."""
+    """A champion trained on the first 4,500 bars; 500 newer bars are stored too."""
     root = tmp_path_factory.mktemp("artifacts")
-    train = candles.iloc[:2000]
+    train = candles.iloc[:TRAINED]
     result = train_symbol(train, exchange="synthetic", symbol=SYMBOL, config=CONFIG)
-    X, y = build_dataset(train, 1)
-    importance = version_importance(result.model, X, y, result.oos_predictions, train, CONFIG)
+    assert result.walk_forward is not None and result.evaluation is not None
+    X, y = build_dataset(train, CONFIG.label_horizon)
+    importance = version_importance(result.walk_forward, result.evaluation, X, y, train, CONFIG)
     with connect(warehouse_dsn) as conn:
         copy_ohlcv(conn, candles.reset_index(), exchange="synthetic", symbol=SYMBOL, timeframe="1h")
         conn.commit()
@@ -192,8 +198,8 @@ def test_nightly_analysis_is_stored_and_the_marts_match_hand_computations(
     shifts = _rows(
         warehouse_dsn,
         "select importance_method, rank_correlation, top_k_jaccard, is_latest, is_champion "
-        "from marts.feature_shifts where version_id = %s",
-        (champion.version_id,),
+        "from marts.feature_shifts where version_id = %s and computed_at = %s",
+        (champion.version_id, night.computed_at),
     )
     assert {r["importance_method"] for r in shifts} == {"shap", "permutation", "correlation"}
     assert all(r["is_latest"] and r["is_champion"] for r in shifts)
@@ -290,6 +296,33 @@ def test_too_short_a_window_is_recorded_as_skipped_not_nan(
     assert all(r["importance"] is None for r in night.importance)
     # the drift counts still exist: PSI needs no model
     assert any(r["bin"] > 0 for r in night.distributions)
+
+
+def test_only_rows_the_champion_never_saw_are_analysed(
+    warehouse_dsn: str, champion: analysis.Champion
+) -> None:
+    """A 30-day window reaches back into the training window: only the 500 bars after
+    its end count, for every method and for the drift counts, and the night says so."""
+    with connect(warehouse_dsn) as conn:
+        night = analysis.analyze_champion(conn, champion, window_days=30, max_rows=500)
+    assert night.n_recent_rows == night.rows_after_training == 500
+    methods = {r["method"]: r for r in night.importance if r["rank"] == 1}
+    assert set(methods) == {"shap", "permutation", "correlation"}
+    for row in methods.values():
+        assert row["n_rows"] <= 500
+        assert pd.Timestamp(row["window_start"]) > champion.train_end
+    recent = sum(r["recent_count"] for r in night.distributions if r["feature"] == "ret_24")
+    assert recent == 500
+    # at the training end itself nothing is out of sample yet: every method is skipped
+    with connect(warehouse_dsn) as conn:
+        fresh = analysis.analyze_champion(conn, champion, end=champion.train_end, window_days=30)
+    assert fresh.rows_after_training == fresh.n_recent_rows == 0
+    assert {r["method"] for r in fresh.importance if r["feature"] == "*"} == {
+        "shap",
+        "permutation",
+        "correlation",
+    }
+    assert fresh.distributions[0]["skipped_reason"] == "no rows in the recent window"
 
 
 def test_missing_candles_and_unknown_features_are_clear_errors(

@@ -61,6 +61,11 @@ def test_public_api() -> None:
         "profit_factor",
         "hit_ratio",
         "compute_all",
+        "EULER_GAMMA",
+        "deflated_sharpe_ratio",
+        "expected_max_sharpe",
+        "psr_from_moments",
+        "trading_statistics",
     }
     assert DEFAULT_PERIODS_PER_YEAR == 8760  # 24 h × 365 d
 
@@ -427,6 +432,8 @@ KEYS = [
     "n_bars",
     "n_trades_bars",
     "psr",
+    "skewness",
+    "kurtosis",
 ]
 
 
@@ -457,6 +464,8 @@ def test_compute_all_hand_computed() -> None:
 
 
 def test_compute_all_matches_functions() -> None:
+    from scipy import stats
+
     rng = np.random.default_rng(5)
     r = rng.normal(0.0002, 0.01, size=300)
     r[[3, 77]] = np.nan
@@ -474,6 +483,8 @@ def test_compute_all_matches_functions() -> None:
         "n_bars": 298.0,
         "n_trades_bars": float(np.count_nonzero(pos[~np.isnan(r)])),
         "psr": metrics.probabilistic_sharpe_ratio(r),
+        "skewness": float(stats.skew(r[~np.isnan(r)])),
+        "kurtosis": float(stats.kurtosis(r[~np.isnan(r)], fisher=False)),
     }
     assert list(out) == KEYS
     for key in KEYS:
@@ -504,6 +515,8 @@ def test_compute_all_without_positions() -> None:
                 "n_bars": 0.0,
                 "n_trades_bars": 0.0,
                 "psr": NAN,  # fewer than 3 bars or zero variance
+                "skewness": NAN,
+                "kurtosis": NAN,
             },
             id="empty",
         ),
@@ -521,6 +534,8 @@ def test_compute_all_without_positions() -> None:
                 "n_bars": 3.0,
                 "n_trades_bars": 0.0,
                 "psr": NAN,  # fewer than 3 bars or zero variance
+                "skewness": NAN,
+                "kurtosis": NAN,
             },
             id="all-zero",
         ),
@@ -539,6 +554,8 @@ def test_compute_all_without_positions() -> None:
                 "n_bars": 2.0,
                 "n_trades_bars": 2.0,
                 "psr": NAN,  # fewer than 3 bars or zero variance
+                "skewness": NAN,
+                "kurtosis": NAN,
             },
             id="constant-gain",
         ),
@@ -558,6 +575,8 @@ def test_compute_all_without_positions() -> None:
                 "n_bars": 2.0,
                 "n_trades_bars": 2.0,
                 "psr": NAN,  # fewer than 3 bars or zero variance
+                "skewness": NAN,
+                "kurtosis": NAN,
             },
             id="ruin",
         ),
@@ -718,17 +737,90 @@ def test_psr_hand_computed() -> None:
     assert metrics.compute_all(r)["psr"] == pytest.approx(expected, rel=1e-12)
 
 
-def test_psr_normal_case_and_benchmark() -> None:
-    rng = np.random.default_rng(0)
-    r = rng.normal(0.001, 0.01, 5000)
-    psr = metrics.probabilistic_sharpe_ratio(r)
-    # for near-normal returns PSR is close to Phi(SR * sqrt(n - 1))
+def test_psr_worked_example_away_from_0_and_1() -> None:
+    """A PSR that saturates at 0 or 1 cannot tell a right formula from a wrong one, so
+    this one sits in the middle. Per-bar SR 0.05 over 400 bars, skew -1, kurtosis 6:
+    variance term 1 - (-1)(0.05) + (6 - 1)/4 · 0.05² = 1.053125,
+    z = 0.05 · 19.974984 / 1.026219 = 0.973232, Φ(z) = 0.834781;
+    against a benchmark of 0.02 per bar: z = 0.03 · 19.974984 / 1.026219 = 0.583939,
+    Φ(z) = 0.720369; normal moments (skew 0, kurtosis 3): variance term 1.00125,
+    z = 0.998749 / 1.000625 = 0.998126, Φ(z) = 0.840891."""
+    assert metrics.psr_from_moments(0.05, 400, -1.0, 6.0) == pytest.approx(0.834781, abs=2e-6)
+    assert metrics.psr_from_moments(0.05, 400, -1.0, 6.0, 0.02) == pytest.approx(0.720369, abs=2e-6)
+    # skew and fat tails cost confidence: the same SR with normal moments is surer
+    assert metrics.psr_from_moments(0.05, 400, 0.0, 3.0) == pytest.approx(0.840891, abs=2e-6)
+
+
+def test_psr_of_returns_matches_an_independent_reference() -> None:
+    """On real returns, against scipy's moments and normal CDF (not brain's code), in a
+    range where the PSR is far from 0 and 1."""
+    from scipy import stats
+
+    rng = np.random.default_rng(11)
+    r = 0.01 * rng.standard_t(5, 700) + 0.0002
     sr = r.mean() / r.std(ddof=1)
-    approx = 0.5 * (1 + math.erf(sr * math.sqrt(4999) / math.sqrt(2)))
-    assert psr == pytest.approx(approx, abs=0.02)
-    # a higher benchmark is harder to beat
-    assert metrics.probabilistic_sharpe_ratio(r, benchmark_sharpe=5.0) < psr
-    assert metrics.probabilistic_sharpe_ratio(-r) < 0.5 < psr
+    skew = stats.skew(r)
+    kurt = stats.kurtosis(r, fisher=False)
+    z = sr * math.sqrt(len(r) - 1) / math.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr**2)
+    expected = float(stats.norm.cdf(z))
+    assert 0.2 < expected < 0.95
+    assert metrics.probabilistic_sharpe_ratio(r) == pytest.approx(expected, rel=1e-10)
+    # a higher benchmark is harder to beat, and the sign of the edge matters
+    assert metrics.probabilistic_sharpe_ratio(r, benchmark_sharpe=1.0) < expected
+    assert metrics.probabilistic_sharpe_ratio(-r) < 0.5 < expected
+
+
+# ---------------------------------------------------------------- deflated Sharpe
+
+
+def test_dsr_equals_the_papers_worked_example() -> None:
+    """Bailey & López de Prado (2014), "The Deflated Sharpe Ratio", numerical example:
+    annual SR 2.5 on 1,250 daily bars, skew -3, kurtosis 10, selected from N = 100
+    trials whose annual SR variance is 0.5. SR0 = √(0.5/250) · (0.4228 · Φ⁻¹(0.99) +
+    0.5772 · Φ⁻¹(1 - 1/(100e))) = 0.1132 per bar, and DSR = 0.9004."""
+    sr = 2.5 / math.sqrt(250)
+    assert metrics.expected_max_sharpe(100, 0.5 / 250) == pytest.approx(0.1132, abs=5e-5)
+    assert metrics.deflated_sharpe_ratio(sr, 1250, -3.0, 10.0, 100, 0.5 / 250) == pytest.approx(
+        0.9004, abs=5e-4
+    )
+
+
+def test_dsr_with_one_trial_is_the_psr_and_more_trials_deflate() -> None:
+    sr, n, skew, kurt = 0.05, 400, -1.0, 6.0
+    psr = metrics.psr_from_moments(sr, n, skew, kurt)
+    assert metrics.deflated_sharpe_ratio(sr, n, skew, kurt, 1, 0.001) == psr
+    assert metrics.deflated_sharpe_ratio(sr, n, skew, kurt, 5, math.nan) == psr
+    ten = metrics.deflated_sharpe_ratio(sr, n, skew, kurt, 10, 0.0004)
+    hundred = metrics.deflated_sharpe_ratio(sr, n, skew, kurt, 100, 0.0004)
+    assert hundred < ten < psr
+    with pytest.raises(ValueError, match="n_trials"):
+        metrics.expected_max_sharpe(0, 0.1)
+
+
+# ---------------------------------------------------------------- trading statistics
+
+
+@pytest.mark.parametrize(
+    ("positions", "expected"),
+    [
+        # enter, hold, flip, hold, exit, half long, exit: |Δp| = 1,0,2,0,1,0.5,0.5 over 8
+        (
+            [0, 1, 1, -1, -1, 0, 0.5, 0],
+            {"turnover": 5 / 8, "exposure": 5 / 8, "round_trips": 3, "avg_holding_bars": 5 / 3},
+        ),
+        ([0, 0, 0], {"turnover": 0.0, "exposure": 0.0, "round_trips": 0, "avg_holding_bars": NAN}),
+        ([], {"turnover": 0.0, "exposure": 0.0, "round_trips": 0, "avg_holding_bars": NAN}),
+        # a trade still open at the end counts; NaN is flat
+        (
+            [np.nan, 1, 1, 1],
+            {"turnover": 0.25, "exposure": 0.75, "round_trips": 1, "avg_holding_bars": 3},
+        ),
+    ],
+)
+def test_trading_statistics_by_hand(positions: list[float], expected: dict[str, float]) -> None:
+    out = metrics.trading_statistics(positions)
+    for key, value in expected.items():
+        assert same(out[key], float(value)), key
 
 
 @pytest.mark.parametrize("r", [[], [0.01], [0.01, 0.02], [0.01, 0.01, 0.01, 0.01]])

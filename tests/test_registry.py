@@ -9,19 +9,24 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from markets import STRONG_TREND, planted
 
 from brain_lib import registry
-from brain_lib.market import generate_candles
 from brain_lib.models import LightGBMModel
 from brain_lib.registry import register_version, sha256_file
 from brain_lib.training import TrainingConfig, TrainingResult, build_dataset, train_symbol
 from brain_lib.warehouse import connect
 
-CONFIG = TrainingConfig(params={"num_boost_round": 20}, n_splits=3, embargo=6, min_rows=300)
+CONFIG = TrainingConfig(
+    params={"num_boost_round": 40, "num_leaves": 7, "min_data_in_leaf": 50},
+    n_splits=4,
+    embargo=12,
+    min_rows=300,
+)
 
 
 def _candles() -> pd.DataFrame:
-    return generate_candles("SOL/USDT", 1200, seed=4).set_index("ts").drop(columns="regime")
+    return planted(5, 5000, symbol="SOL/USDT", trend=STRONG_TREND)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +49,9 @@ def _register(dsn: str, result: TrainingResult, root: Path, **kw):  # type: igno
 
 
 def test_register_writes_artifact_manifest_version_and_metrics(
-    warehouse_dsn: str, result: TrainingResult, tmp_path: Path
+    fresh_warehouse: str, result: TrainingResult, tmp_path: Path
 ) -> None:
-    stored, decision = _register(warehouse_dsn, result, tmp_path, run_id="run-1")
+    stored, decision = _register(fresh_warehouse, result, tmp_path, run_id="run-1")
     assert decision.action == "promotion"
     folder = tmp_path / stored.version_id
     artifact = folder / "model.txt"
@@ -58,10 +63,10 @@ def test_register_writes_artifact_manifest_version_and_metrics(
     assert manifest["code_version"].startswith("0.")
     # the stored model predicts exactly as the trained one
     loaded = LightGBMModel.load(artifact)
-    features, _ = build_dataset(_candles(), 1)
+    features, _ = build_dataset(_candles(), CONFIG.label_horizon)
     assert (loaded.predict(features.tail(50)) == result.model.predict(features.tail(50))).all()
 
-    with connect(warehouse_dsn) as conn:
+    with connect(fresh_warehouse) as conn:
         version = conn.execute(
             "select symbol, model_type, run_id, artifact_sha256, n_rows, "
             "manifest->'dataset'->>'fingerprint_sha256' "
@@ -91,39 +96,46 @@ def test_register_writes_artifact_manifest_version_and_metrics(
         "max_drawdown",
         "calmar",
         "psr",
+        "buy_hold_sharpe",
+        "exposure",
+        "turnover_per_bar",
+        "round_trips",
+        "avg_holding_bars",
     ):
         expected = result.metrics[name]
         if math.isnan(expected):
             assert metrics[name] is None
         else:
             assert metrics[name] == pytest.approx(expected)
+    # judged at landing: the deflated Sharpe over the trials in the registry (one here)
+    assert metrics["dsr_trials"] == 1.0 and metrics["dsr"] == pytest.approx(metrics["psr"])
 
 
 def test_failure_between_version_and_metrics_leaves_nothing(
-    warehouse_dsn: str, result: TrainingResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh_warehouse: str, result: TrainingResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     counts = {
-        t: _rows(warehouse_dsn, t) for t in ("model_versions", "model_metrics", "model_events")
+        t: _rows(fresh_warehouse, t) for t in ("model_versions", "model_metrics", "model_events")
     }
 
-    def broken(cur, record):  # type: ignore[no-untyped-def]
+    def broken(cur, record, **kw):  # type: ignore[no-untyped-def]
         # the version row is written by now; fail the way a lost connection would
         cur.execute("select 1/0")
 
     monkeypatch.setattr(registry, "_insert_metrics", broken)
     with pytest.raises(Exception, match="division by zero"):
-        _register(warehouse_dsn, result, tmp_path)
-    assert {t: _rows(warehouse_dsn, t) for t in counts} == counts
+        _register(fresh_warehouse, result, tmp_path)
+    assert {t: _rows(fresh_warehouse, t) for t in counts} == counts
 
 
 def test_nan_metric_is_stored_as_null_and_infinity_kept(
-    warehouse_dsn: str, result: TrainingResult, tmp_path: Path
+    fresh_warehouse: str, result: TrainingResult, tmp_path: Path
 ) -> None:
     result = dataclasses.replace(
         result, metrics={**result.metrics, "sharpe": float("nan"), "profit_factor": float("inf")}
     )
-    stored, _ = _register(warehouse_dsn, result, tmp_path)
-    with connect(warehouse_dsn) as conn:
+    stored, _ = _register(fresh_warehouse, result, tmp_path)
+    with connect(fresh_warehouse) as conn:
         values = dict(
             conn.execute(
                 "select metric, value from raw.model_metrics where version_id = %s",

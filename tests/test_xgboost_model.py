@@ -107,7 +107,7 @@ def test_train_symbol_end_to_end(tmp_path: Path) -> None:
     assert result.manifest["hyperparameters"]["min_child_weight"] == 5.0
     assert len(result.oos_predictions) > 0
     assert np.isfinite(result.oos_predictions).all()
-    assert np.isfinite(result.metrics["turnover"])
+    assert np.isfinite(result.metrics["turnover_per_bar"])
     # the final model survives its artifact
     X, _ = build_dataset(candles, config.label_horizon)
     path = tmp_path / result.model.artifact_name

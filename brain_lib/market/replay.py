@@ -160,8 +160,9 @@ class ReplayConfig:
     ``now``: the replay's clock as epoch ms or an ISO timestamp (None: the wall clock);
     ``data_start``: the first bar of every series, a midnight UTC (synthetic data is
     prefix-stable from there); ``bases``: the listed base assets, quoted in ``quote``
-    (spot and perpetuals); ``seed``, ``drift``, ``autocorr``: the synthetic market's
-    settings (:class:`~brain_lib.market.SyntheticMarket`), e.g. the demo's learnable one.
+    (spot and perpetuals); ``seed``, ``drift``, ``autocorr``, ``trend``,
+    ``trend_half_life``: the synthetic market's settings
+    (:class:`~brain_lib.market.SyntheticMarket`), e.g. the demo's planted trend.
     """
 
     seed: int = 7
@@ -173,6 +174,8 @@ class ReplayConfig:
     holes: tuple[Hole, ...] = ()
     drift: float = 0.0
     autocorr: float = 0.0
+    trend: float = 0.0
+    trend_half_life: float = 48.0
 
     def __post_init__(self) -> None:
         if self.source not in ("synthetic", "recorded"):
@@ -321,6 +324,8 @@ class SyntheticData:
                     timeframe=timeframe,
                     drift=self.config.drift,
                     autocorr=self.config.autocorr,
+                    trend=self.config.trend,
+                    trend_half_life=self.config.trend_half_life,
                 )
                 ts = frame["ts"].astype("int64").to_numpy() // 1_000_000
                 cols = [frame[c].to_numpy() for c in ("open", "high", "low", "close", "volume")]
@@ -1243,6 +1248,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bases", default="BTC,ETH,SOL", help="listed base assets")
     parser.add_argument("--source", choices=("synthetic", "recorded"), default="synthetic")
     parser.add_argument("--autocorr", type=float, default=0.0, help="of the synthetic returns")
+    parser.add_argument("--trend", type=float, default=0.0, help="planted trend (bar vols)")
     return parser.parse_args(argv)
 
 
@@ -1256,6 +1262,7 @@ def main(argv: list[str] | None = None) -> None:
         bases=tuple(b.strip().upper() for b in args.bases.split(",") if b.strip()),
         source=args.source,
         autocorr=args.autocorr,
+        trend=args.trend,
     )
     serve(config, host=args.host, port=args.port, ready=lambda url: print(url, flush=True))
 

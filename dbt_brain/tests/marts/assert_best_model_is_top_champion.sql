@@ -1,7 +1,8 @@
 -- Cross-model rule: the version picked by best_model_per_symbol is the current champion
--- of its model type, no champion of another model type for the same (exchange, symbol,
--- timeframe) has a strictly higher composite score, and every (exchange, symbol,
--- timeframe) with a champion has a pick. Returns the offending rows.
+-- of its model type, and its score is one the registry itself recorded for it on the
+-- common window: the challenger score of the promotion that made it champion, the
+-- champion score of a refusal that kept it, or (after a manual change) its own
+-- composite score. Returns the offending rows.
 
 with
 
@@ -23,6 +24,22 @@ scores as (
 
 ),
 
+events as (
+
+    select * from {{ ref('stg_raw__model_events') }}
+
+),
+
+recorded as (
+
+    select version_id, challenger_score as score from events where event_type = 'promotion'
+    union all
+    select previous_version_id, champion_score from events where event_type = 'rollback'
+    union all
+    select version_id, composite_score from scores
+
+),
+
 not_the_champion as (
 
     select best.version_id, 'the pick is not the champion of its model type' as problem
@@ -36,34 +53,18 @@ not_the_champion as (
 
 ),
 
-better_other_champion as (
+score_not_recorded as (
 
-    select best.version_id, 'a champion of another model type scores higher' as problem
+    select best.version_id, 'the pick''s score was never recorded for it' as problem
     from best
-    inner join champions
-        on champions.exchange = best.exchange
-        and champions.symbol = best.symbol
-        and champions.timeframe = best.timeframe
-    inner join scores
-        on scores.version_id = champions.version_id
-    where scores.composite_score > best.composite_score
-
-),
-
-no_pick as (
-
-    select champions.version_id, 'a symbol with a champion has no pick' as problem
-    from champions
-    left join best
-        on best.exchange = champions.exchange
-        and best.symbol = champions.symbol
-        and best.timeframe = champions.timeframe
-    where best.version_id is null
+    where not exists (
+        select 1 from recorded
+        where recorded.version_id = best.version_id
+          and abs(recorded.score - best.composite_score) < 1e-9
+    )
 
 )
 
 select * from not_the_champion
 union all
-select * from better_other_champion
-union all
-select * from no_pick
+select * from score_not_recorded
