@@ -11,18 +11,23 @@ policy is ever fitted on the bars it is scored on.
 The default policy, ``band`` (:class:`BandPolicy`), in the notation of
 ``docs/backtest.md``:
 
-1. **Scale.** The calibration predictions :math:`\hat y` give a centre
-   :math:`\mu = \operatorname{mean}\hat y` and a spread :math:`\sigma_p =
+1. **Scale.** A prediction is first taken relative to its model's centre, the model's
+   mean prediction on its own training rows (the drift it learnt,
+   :func:`brain_lib.training.prediction_center`): the policy trades what a forecast
+   says beyond that drift, and two fold models that learnt different average returns
+   share one scale. The calibration predictions :math:`\hat y` (so centred) give a
+   centre :math:`\mu = \operatorname{mean}\hat y` and a spread :math:`\sigma_p =
    \operatorname{std}\hat y`; the signal of a bar is :math:`s = (\hat y - \mu) /
    \sigma_p`, in units of the training window's prediction spread.
 2. **Skill.** :math:`\rho` is Spearman's rank correlation of :math:`s` with the
    realised label :math:`y` over the :math:`n` calibration rows, with
    :math:`n_{eff}` independent observations — Bartlett's effective sample size of two
    autocorrelated series, :math:`n / (1 + 2\sum_k r_s(k) r_y(k))`, at most :math:`n/h`
-   (labels over :math:`h` bars overlap) — and standard error :math:`se = \sqrt{(1 - \rho^2)/(n_{eff} - 2)}`. The
-   policy trusts only the lower confidence bound :math:`\rho_{lo} = \rho - z\,se`
-   (``confidence_z``). When :math:`\rho_{lo} \le 0` the model has shown no skill on its
-   training window and the policy **stays flat** for the whole fold.
+   (labels over :math:`h` bars overlap) — and standard error
+   :math:`se = \sqrt{(1 - \rho^2)/(n_{eff} - 2)}`. The policy trusts only the lower
+   confidence bound :math:`\rho_{lo} = \rho - z\,se` (``confidence_z``). When
+   :math:`\rho_{lo} \le 0` the model has shown no skill on its training window and the
+   policy **stays flat** for the whole fold.
 3. **Band.** The expected label per unit of signal is :math:`\beta = \rho_{lo}\,\sigma_y`
    (:math:`\sigma_y` the standard deviation of the label winsorised at its 1st and 99th
    percentiles).

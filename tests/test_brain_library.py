@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
-
-import dataclasses
 
 import pandas as pd
 import pytest
