@@ -353,6 +353,8 @@ APPEND_ONLY = (
 
 SCORE_FUNCTIONS = [
     "composite_score",
+    "evidence_rule",
+    "has_evidence",
     "score_calmar",
     "score_hit_ratio",
     "score_max_drawdown",
@@ -392,6 +394,18 @@ class Version:
     trained_at: datetime
     metrics: dict[str, float | None]
     challenged_version_id: str | None = None
+    generation: int = 0
+
+    @property
+    def window(self) -> tuple[datetime, datetime]:
+        """The out-of-sample window: one per generation (one daily run judges every
+        model type of a symbol on the same bars of the same candles)."""
+        end = T0 + timedelta(days=self.generation)
+        return end - timedelta(days=30), end
+
+    @property
+    def fingerprint(self) -> str:
+        return f"candles-{self.symbol}-{self.generation}"
 
 
 def _versions() -> list[Version]:
@@ -472,16 +486,30 @@ def _versions() -> list[Version]:
             "max_drawdown": -0.05,
         },
     }
+    # every backtest traded enough to be scored, but the BTC/USDT lightgbm challenger,
+    # which barely traded: no evidence, no composite, refused
+    evidence = {key: {"round_trips": 40.0, "exposure": 0.3} for key in metric_sets}
+    evidence[("BTC/USDT", "lightgbm", 1)] = {"round_trips": 3.0, "exposure": 0.01}
     versions: list[Version] = []
     first: dict[tuple[str, str], str] = {}
-    for (symbol, model_type, generation), metrics in metric_sets.items():
+    for (symbol, model_type, generation), scored in metric_sets.items():
+        metrics = {**scored, **evidence[(symbol, model_type, generation)]}
         trained_at = T0 + timedelta(days=generation, hours=len(versions))
         slug = symbol.lower().replace("/", "-")
         version_id = f"{slug}.{model_type}.{trained_at:%Y%m%dT%H%M%S}.{len(versions):06x}"
         challenged = first.get((symbol, model_type)) if generation else None
         first.setdefault((symbol, model_type), version_id)
         versions.append(
-            Version(version_id, "binance", symbol, model_type, trained_at, metrics, challenged)
+            Version(
+                version_id,
+                "binance",
+                symbol,
+                model_type,
+                trained_at,
+                metrics,
+                challenged,
+                generation,
+            )
         )
     return versions
 
@@ -512,7 +540,8 @@ def _events() -> list[Event]:
             events.append(Event("promotion", v, None, at))
             continue
         champion = by_id[v.challenged_version_id]
-        not_worse = composite_score(v.metrics) >= composite_score(champion.metrics)
+        mine, theirs = composite_score(v.metrics), composite_score(champion.metrics)
+        not_worse = mine is not None and (theirs is None or mine >= theirs)
         events.append(Event("promotion" if not_worse else "rollback", v, champion, at))
     return events
 
@@ -529,18 +558,45 @@ def champions() -> dict[tuple[str, str], Version]:
     return current
 
 
-def expected_best() -> dict[str, Version]:
-    """Per symbol: the champion of each model type with the best composite (then newest)."""
-    best: dict[str, Version] = {}
-    for v in champions().values():
-        current = best.get(v.symbol)
-        rank = (composite_score(v.metrics), v.trained_at, v.version_id)
-        if current is None or rank > (
-            composite_score(current.metrics),
-            current.trained_at,
-            current.version_id,
-        ):
-            best[v.symbol] = v
+def candidate_scores() -> dict[
+    tuple[str, str], tuple[Version, float | None, tuple[datetime, datetime], str]
+]:
+    """(symbol, model_type) -> (champion, its score on the window of the newest judgement
+    of its type, that window, its candles): the challenger's own score when it was
+    promoted, the champion's replay (here: its metrics) when the challenger was refused."""
+    out = {}
+    for key, champion in champions().items():
+        latest = max(
+            (e for e in EVENTS if (e.version.symbol, e.version.model_type) == key),
+            key=lambda e: e.at,
+        )
+        out[key] = (
+            champion,
+            composite_score(champion.metrics),
+            latest.version.window,
+            latest.version.fingerprint,
+        )
+    return out
+
+
+def expected_best() -> dict[str, tuple[Version, float]]:
+    """Per symbol: among champions scored on the newest window, the best composite (then
+    the newest version) — what marts.best_model_per_symbol must pick."""
+    by_symbol: dict[str, list[tuple[Version, float | None, tuple[datetime, datetime], str]]] = {}
+    for (symbol, _), candidate in candidate_scores().items():
+        by_symbol.setdefault(symbol, []).append(candidate)
+    best: dict[str, tuple[Version, float]] = {}
+    for symbol, candidates in by_symbol.items():
+        reference = max(candidates, key=lambda c: (c[2][1], c[2][0]))
+        ranked = [
+            c
+            for c in candidates
+            if c[1] is not None and (c[2], c[3]) == (reference[2], reference[3])
+        ]
+        if ranked:
+            pick = max(ranked, key=lambda c: (c[1], c[0].trained_at, c[0].version_id))
+            assert pick[1] is not None
+            best[symbol] = (pick[0], pick[1])
     return best
 
 
@@ -562,7 +618,13 @@ def _insert_versions(conn: psycopg.Connection[Any], versions: list[Version]) -> 
                     v.model_type,
                     v.trained_at,
                     "0b6d1f1e-0000-4000-8000-000000000001",
-                    Jsonb({"model_type": v.model_type, "features": ["ret_1", "vol_24"]}),
+                    Jsonb(
+                        {
+                            "model_type": v.model_type,
+                            "features": ["ret_1", "vol_24"],
+                            "dataset": {"fingerprint_sha256": v.fingerprint},
+                        }
+                    ),
                     f"file:///artifacts/{v.version_id}/model.txt",
                     "ab" * 32,
                     "f" * 16,
@@ -580,13 +642,7 @@ def _insert_versions(conn: psycopg.Connection[Any], versions: list[Version]) -> 
                 values (%s, 'oos', %s, %s, %s, %s)
                 """,
                 [
-                    (
-                        v.version_id,
-                        name,
-                        value,
-                        v.trained_at - timedelta(days=30),
-                        v.trained_at,
-                    )
+                    (v.version_id, name, value, *v.window)
                     for name, value in [*v.metrics.items(), ("n_bars", 720.0)]
                 ],
             )
@@ -629,6 +685,13 @@ def _record_event(cur: psycopg.Cursor[Any], e: Event) -> None:
     """Insert the event; on a champion change also move the pointer (upsert), as the
     registry does in the same transaction."""
     v, champion = e.version, e.previous
+    if e.event_type == "rollback" and champion is not None:
+        # the champion's recipe replayed on the challenger's bars, stored beside it
+        cur.executemany(
+            "insert into raw.model_metrics (version_id, scope, metric, value, window_start, "
+            "window_end) values (%s, 'champion_replay', %s, %s, %s, %s)",
+            [(v.version_id, name, value, *v.window) for name, value in champion.metrics.items()],
+        )
     scores = (
         composite_score(champion.metrics) if champion else None,
         composite_score(v.metrics),
@@ -990,8 +1053,12 @@ def test_composite_scores_match_the_formula(built: DbtResult, warehouse_dsn: str
             else None
             for name in WEIGHTS
         ], v.version_id
-        assert composite == pytest.approx(composite_score(v.metrics), rel=1e-12, abs=1e-15)
-        assert -1.0 <= composite <= 1.0
+        want = composite_score(v.metrics)
+        if want is None:  # no evidence, or an undefined component
+            assert composite is None, v.version_id
+        else:
+            assert composite == pytest.approx(want, rel=1e-12, abs=1e-15)
+            assert -1.0 <= composite <= 1.0
         assert (n_bars, n_rows) == (720, 3600)
         if component_scores(v.metrics)["sharpe"] is None:  # metric None or NaN
             assert sharpe is None  # NaN in raw, NULL from staging on
@@ -1016,7 +1083,7 @@ def test_best_model_per_symbol(built: DbtResult, warehouse_dsn: str) -> None:
         warehouse_dsn,
         """
         select exchange, symbol, timeframe, model_type, version_id, composite_score,
-               n_candidates
+               window_start, window_end, n_candidates, n_compared
         from marts.best_model_per_symbol
         order by symbol
         """,
@@ -1024,7 +1091,7 @@ def test_best_model_per_symbol(built: DbtResult, warehouse_dsn: str) -> None:
     best = expected_best()
     # the data exercises the rule: on ETH/USDT the pick is not the latest version of its
     # model type (the newer lightgbm lost its challenge, so the older one stays champion)
-    eth_pick = best["ETH/USDT"]
+    eth_pick = best["ETH/USDT"][0]
     assert any(
         v.model_type == eth_pick.model_type and v.trained_at > eth_pick.trained_at
         for v in VERSIONS
@@ -1033,11 +1100,13 @@ def test_best_model_per_symbol(built: DbtResult, warehouse_dsn: str) -> None:
     # SOL/USDT has a version but no champion: no pick
     assert "SOL/USDT" in {v.symbol for v in VERSIONS}
     assert [row[1] for row in rows] == sorted(best) == ["BTC/USDT", "ETH/USDT"]
-    for exchange, symbol, timeframe, model_type, version_id, composite, n_candidates in rows:
-        want = best[symbol]
-        assert (exchange, timeframe, n_candidates) == ("binance", "1h", 2)
+    for exchange, symbol, timeframe, model_type, version_id, composite, *window, n, m in rows:
+        want, score = best[symbol]
+        assert (exchange, timeframe, n, m) == ("binance", "1h", 2, 2)
         assert (model_type, version_id) == (want.model_type, want.version_id)
-        assert composite == pytest.approx(composite_score(want.metrics), rel=1e-12)
+        assert composite == pytest.approx(score, rel=1e-12)
+        # every score compared is from the newest judged window, generation 1
+        assert tuple(window) == Version("", "", symbol, "", T0, {}, generation=1).window
 
 
 def test_marts_have_enforced_shape(built: DbtResult, warehouse_dsn: str) -> None:
@@ -1058,7 +1127,10 @@ def test_marts_have_enforced_shape(built: DbtResult, warehouse_dsn: str) -> None
         ("composite_score", "double precision"),
         ("sharpe", "double precision"),
         ("trained_at", "timestamp with time zone"),
+        ("window_start", "timestamp with time zone"),
+        ("window_end", "timestamp with time zone"),
         ("n_candidates", "integer"),
+        ("n_compared", "integer"),
     ]
     rows = _query(
         warehouse_dsn,
@@ -1150,7 +1222,9 @@ def test_unit_tests_pass(built: DbtResult, warehouse_dsn: str, dbt_state: Path) 
 
 def test_unit_tests_pin_the_weights(built: DbtResult, warehouse_dsn: str, dbt_state: Path) -> None:
     other = "{composite_weights: {sharpe: 0.5, sortino: 0.1, calmar: 0.1, profit_factor: 0.1, hit_ratio: 0.1, max_drawdown: 0.1}}"  # noqa: E501
-    probe = "select brain.composite_score(2, null, null, null, null, null)"
+    # Sharpe 2 and every other component 0 (Sortino, Calmar 0, profit factor 1, hit
+    # ratio 0.5, drawdown -0.5), with evidence: the Sharpe weight times tanh(1)
+    probe = "select brain.composite_score(2, 0, 0, 1, 0.5, -0.5, 20, 0.5)"
     assert _query(warehouse_dsn, probe) == [(pytest.approx(0.3 * math.tanh(1)),)]
     try:
         with pytest.raises(WarehouseError, match="composite_score_formula"):

@@ -64,6 +64,8 @@ def _metrics(
     profit_factor: float | None,
     hit_ratio: float | None,
     max_drawdown: float | None,
+    round_trips: float | None = 30.0,
+    exposure: float | None = 0.3,
 ) -> Metrics:
     return {
         "sharpe": sharpe,
@@ -72,6 +74,8 @@ def _metrics(
         "profit_factor": profit_factor,
         "hit_ratio": hit_ratio,
         "max_drawdown": max_drawdown,
+        "round_trips": round_trips,
+        "exposure": exposure,
     }
 
 
@@ -121,9 +125,18 @@ D = Version(
     "ADA/USDT",
     "lightgbm",
     _utc(2025, 1, 5),
-    _metrics(None, None, None, None, None, None),
+    _metrics(None, None, None, None, None, None, None, None),
 )
 VERSIONS = [A, B, C, X, G, D]
+# A and X were trained and judged in one run: the same out-of-sample bars of the same
+# candles, so best_model_per_symbol may compare them; every other version has its own
+SHARED_WINDOW = (_utc(2024, 12, 1), _utc(2024, 12, 31))
+
+
+def _window(v: Version) -> tuple[datetime, datetime]:
+    if v in (A, X):
+        return SHARED_WINDOW
+    return v.trained_at - timedelta(days=30), v.trained_at
 
 
 @dataclass(frozen=True)
@@ -158,7 +171,12 @@ def _insert_version(cur: psycopg.Cursor[Any], v: Version) -> None:
             v.symbol,
             v.model_type,
             v.trained_at,
-            Jsonb({"model_type": v.model_type}),
+            Jsonb(
+                {
+                    "model_type": v.model_type,
+                    "dataset": {"fingerprint_sha256": "shared" if v in (A, X) else v.version_id},
+                }
+            ),
             f"file:///artifacts/{v.version_id}/model.txt",
             "cd" * 32,
             v.trained_at - timedelta(days=120),
@@ -168,9 +186,9 @@ def _insert_version(cur: psycopg.Cursor[Any], v: Version) -> None:
         ),
     )
     cur.executemany(
-        "insert into raw.model_metrics (version_id, scope, metric, value) "
-        "values (%s, 'oos', %s, %s)",
-        [(v.version_id, name, value) for name, value in v.metrics.items()],
+        "insert into raw.model_metrics (version_id, scope, metric, value, window_start, "
+        "window_end) values (%s, 'oos', %s, %s, %s, %s)",
+        [(v.version_id, name, value, *_window(v)) for name, value in v.metrics.items()],
     )
 
 
@@ -277,7 +295,7 @@ def test_append_only_tables_refuse_changes(
         assert raised.value.diag.message_primary.startswith(f"raw.{table} is append-only: ")
         # nothing changed
         counts = conn.execute(f"select count(*) from raw.{table}").fetchone()
-    expected = {"model_versions": 6, "model_metrics": 36, "model_events": 5}
+    expected = {"model_versions": 6, "model_metrics": 48, "model_events": 5}
     assert counts == (expected[table],)
 
 
@@ -350,23 +368,35 @@ EXTRA_CASES: dict[str, Metrics] = {
     "all_null": _metrics(None, None, None, None, None, None),
     "all_nan": _metrics(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan),
     "negative": _metrics(-1.0, -math.inf, -0.6, 0.0, 0.45, -1.0),
+    "never_traded": _metrics(None, None, None, None, None, 0.0, 0.0, 0.0),
+    "nine_trades": _metrics(1.0, 1.5, 2.0, 1.4, 0.55, -0.1, 9.0, 0.4),
+    "tiny_exposure": _metrics(1.0, 1.5, 2.0, 1.4, 0.55, -0.1, 50.0, 0.019),
+    "nan_evidence": _metrics(1.0, 1.5, 2.0, 1.4, 0.55, -0.1, math.nan, math.nan),
 }
+UNSCORED = {"all_null", "all_nan", "never_traded", "nine_trades", "tiny_exposure", "nan_evidence"}
+ARGUMENTS = (
+    "sharpe",
+    "sortino",
+    "calmar",
+    "profit_factor",
+    "hit_ratio",
+    "max_drawdown",
+    "round_trips",
+    "exposure",
+)
 
 
-def _sql_composite(conn: psycopg.Connection[Any], m: Metrics) -> float:
+def _sql_composite(conn: psycopg.Connection[Any], m: Metrics) -> float | None:
     row = conn.execute(
-        "select brain.composite_score(%s, %s, %s, %s, %s, %s)",
-        (
-            m["sharpe"],
-            m["sortino"],
-            m["calmar"],
-            m["profit_factor"],
-            m["hit_ratio"],
-            m["max_drawdown"],
-        ),
+        "select brain.composite_score(%s, %s, %s, %s, %s, %s, %s, %s)",
+        tuple(m[name] for name in ARGUMENTS),
     ).fetchone()
     assert row is not None
-    return float(row[0])
+    return None if row[0] is None else float(row[0])
+
+
+def _approx(value: float | None) -> object:
+    return None if value is None else pytest.approx(value, rel=1e-12, abs=1e-15)
 
 
 def test_composite_function_is_the_mart_formula(built: DbtResult, warehouse_dsn: str) -> None:
@@ -378,18 +408,19 @@ def test_composite_function_is_the_mart_formula(built: DbtResult, warehouse_dsn:
             from_function = _sql_composite(conn, v.metrics)
             # the mart calls the same function on the same metrics: bit for bit equal
             assert from_function == mart[v.version_id], v.version_id
-            assert from_function == pytest.approx(composite_score(v.metrics), rel=1e-12, abs=1e-15)
-    assert mart[D.version_id] == 0.0  # all metrics NULL
+            assert from_function == _approx(composite_score(v.metrics))
+    assert mart[D.version_id] is None  # all metrics NULL: no evidence
+    assert mart[X.version_id] is None  # an undefined Sharpe: no score
 
 
 @pytest.mark.parametrize("case", sorted(EXTRA_CASES))
 def test_composite_function_matches_python(built: DbtResult, warehouse_dsn: str, case: str) -> None:
     metrics = EXTRA_CASES[case]
     with psycopg.connect(warehouse_dsn) as conn:
-        assert _sql_composite(conn, metrics) == pytest.approx(
-            composite_score(metrics), rel=1e-12, abs=1e-15
-        )
+        assert _sql_composite(conn, metrics) == _approx(composite_score(metrics))
         for name, value in metrics.items():
+            if name in ("round_trips", "exposure"):
+                continue
             row = conn.execute(f"select brain.score_{name}(%s::double precision)", (value,))
             got = row.fetchone()
             want = component(name, value)
@@ -398,17 +429,23 @@ def test_composite_function_matches_python(built: DbtResult, warehouse_dsn: str,
                 assert got[0] is None, (name, value)
             else:
                 assert got[0] == pytest.approx(want, rel=1e-12, abs=1e-15), (name, value)
-    if case in ("all_null", "all_nan"):
-        assert composite_score(metrics) == 0.0
+    assert (composite_score(metrics) is None) == (case in UNSCORED)
 
 
 def test_composite_function_records_its_weights(built: DbtResult, warehouse_dsn: str) -> None:
     (comment,) = _query(
         warehouse_dsn,
         "select obj_description('brain.composite_score(float8, float8, float8, float8, float8, "
-        "float8)'::regprocedure, 'pg_proc')",
+        "float8, float8, float8)'::regprocedure, 'pg_proc')",
     )[0]
     assert "sharpe 0.3, sortino 0.15, calmar 0.15, profit_factor 0.15" in comment
+    assert "10 round trips, 0.02 exposure" in comment
+    # the six-argument function of raw schema v5, which scored "no evidence", is gone
+    assert _query(
+        warehouse_dsn,
+        "select count(*) from pg_proc where proname = 'composite_score' "
+        "and pronamespace = 'brain'::regnamespace",
+    ) == [(1,)]
 
 
 # ----------------------------------------------------- (d) the marts after dbt build
@@ -433,12 +470,15 @@ def test_best_model_per_symbol_picks_among_champions(built: DbtResult, warehouse
     rows = _query(
         warehouse_dsn,
         "select exchange, symbol, timeframe, model_type, version_id, composite_score, "
-        "n_candidates from marts.best_model_per_symbol order by symbol",
+        "window_start, window_end, n_candidates, n_compared "
+        "from marts.best_model_per_symbol order by symbol",
     )
     # G and C score higher than A, but G never was champion and C was rolled back;
+    # X, the other champion, shares A's window but has no score (undefined Sharpe);
     # ADA/USDT has a version and no champion
-    assert composite_score(G.metrics) > composite_score(C.metrics) > composite_score(A.metrics)
-    assert composite_score(A.metrics) > composite_score(X.metrics)
+    g, c, a = (composite_score(v.metrics) for v in (G, C, A))
+    assert g is not None and c is not None and a is not None and g > c > a
+    assert composite_score(X.metrics) is None
     assert rows == [
         (
             "binance",
@@ -446,8 +486,10 @@ def test_best_model_per_symbol_picks_among_champions(built: DbtResult, warehouse
             "1h",
             "lightgbm",
             A.version_id,
-            pytest.approx(composite_score(A.metrics), rel=1e-12),
+            pytest.approx(a, rel=1e-12),
+            *SHARED_WINDOW,
             2,
+            1,
         )
     ]
 
