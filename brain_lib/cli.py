@@ -46,6 +46,10 @@ EXIT_USER_ERROR = 2
 # half-life of DEMO_TREND_HALF_LIFE bars, so a correct system finds something to trade
 DEMO_TREND = 0.2
 DEMO_TREND_HALF_LIFE = 48.0
+# the market's seed; on seed 7 (the replay's default) ETH's models show too little skill
+# on their training rows and its policy rightly stays flat, so the demo uses one where
+# every symbol's signal is found (README, "What brain demo plants")
+DEMO_SEED = 5
 DEMO_DATA_START = "2025-01-01T00:00:00Z"
 
 
@@ -224,21 +228,35 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 
 def _metrics_table(rows: list[dict[str, Any]], title: str) -> Any:
+    """The run's summary: one row per symbol × model type with its score beside the
+    buy-and-hold baseline and how it traded; the version ids and the reasons follow the
+    table (they are too long to sit in it)."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title)
-    text_cols = ["symbol", "model_type", "status", "decision", "version_id"]
+    text_cols = ["symbol", "model_type", "status", "decision"]
     for col in text_cols:
         table.add_column(col, no_wrap=True)
     for header, _, _ in SUMMARY_COLUMNS:
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="right", no_wrap=True)
+    lines = []
     for row in rows:
         cells = [str(row.get(c) or "") for c in text_cols]
         cells += [
             "" if row.get(key) is None else format(row[key], fmt) for _, key, fmt in SUMMARY_COLUMNS
         ]
         table.add_row(*cells)
-    return table
+        if row.get("version_id"):
+            lines.append(
+                Text(
+                    f"{row['symbol']} {row['model_type']}: {row['version_id']} "
+                    f"{row.get('decision') or row.get('status')}"
+                    + (f" ({row['reason']})" if row.get("reason") else "")
+                )
+            )
+    return Group(table, *lines)
 
 
 def _check_symbols(dsn: str, settings: Settings) -> None:
@@ -392,7 +410,7 @@ def _print_best_models(dsn: str) -> None:
 def demo(
     symbols: Annotated[int, typer.Option(min=1, max=5, help="How many demo symbols.")] = 3,
     days: Annotated[int, typer.Option(min=30, help="Days of hourly candles to collect.")] = 400,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic market.")] = 7,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic market.")] = DEMO_SEED,
 ) -> None:
     """The whole job offline: warehouse, replay exchange, collect-market-data through ccxt,
     daily-retrain, the best models and the dbt docs."""

@@ -106,6 +106,22 @@ def fresh_warehouse(pg_server: str, raw_template: str) -> str:
     return pg_server.replace("/postgres?", f"/{name}?")
 
 
+@pytest.fixture
+def retrain_env(
+    fresh_warehouse: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, Path]:
+    """A fresh warehouse with 200 days of two planted-trend symbols (BTC/USDT, ETH/USDT)
+    and ``BRAIN_*`` pointing at it and at a fresh home: what a flow test needs to train
+    champions, made for that test alone."""
+    from markets import seed_planted
+
+    home = tmp_path / "brain-home"
+    seed_planted(fresh_warehouse, ["BTC/USDT", "ETH/USDT"])
+    monkeypatch.setenv("BRAIN_DATABASE_URL", fresh_warehouse)
+    monkeypatch.setenv("BRAIN_HOME", str(home))
+    return fresh_warehouse, home
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """One temporary Prefect server (and database) for every flow run of the session."""

@@ -37,3 +37,29 @@ def planted(
 ) -> pd.DataFrame:
     """Candles with a planted trend of ``trend`` bar volatilities (index ``ts``)."""
     return _frame(planted_market(seed, trend).candles(symbol, periods))
+
+
+def seed_planted(
+    dsn: str,
+    symbols: list[str],
+    *,
+    days: int = 200,
+    seed: int = 11,
+    exchange: str = "synthetic",
+    trend: float = STRONG_TREND,
+) -> None:
+    """Store ``days`` of hourly planted-trend candles per symbol (enough for the default
+    walk-forward to find the trend and trade it: every seed tried gave 20+ round trips
+    on 200 days)."""
+    from brain_lib.warehouse import connect, copy_ohlcv
+
+    market = planted_market(seed, trend)
+    with connect(dsn) as conn:
+        for symbol in symbols:
+            copy_ohlcv(
+                conn,
+                market.candles(symbol, days * 24),
+                exchange=exchange,
+                symbol=symbol,
+                timeframe="1h",
+            )

@@ -9,10 +9,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from markets import seed_planted
 
 from brain_lib.dbt import ensure_raw_schema
-from brain_lib.market import SyntheticMarket
-from brain_lib.warehouse import connect, copy_ohlcv
+from brain_lib.warehouse import connect
 
 REPO = Path(__file__).resolve().parent.parent
 BRAIN = str(Path(sys.executable).with_name("brain"))
@@ -28,8 +28,6 @@ def _env(tmp: Path, dsn: str, name: str) -> dict[str, str]:
         PREFECT_HOME=str(tmp / f"prefect-{name}"),  # separate temporary Prefect servers
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         BRAIN_DATABASE_URL=dsn,
-        BRAIN_N_SPLITS="3",
-        BRAIN_EMBARGO="6",
     )
     return env
 
@@ -44,17 +42,19 @@ def brain(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def trained(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
     tmp = tmp_path_factory.mktemp("cli-models")
     ensure_raw_schema(pg_dsn, project_dir=REPO / "dbt_brain", state_dir=tmp / "dbt")
-    market = SyntheticMarket(seed=8, autocorr=-0.1)
-    with connect(pg_dsn) as conn:
-        for symbol in SYMBOLS:
-            copy_ohlcv(
-                conn,
-                market.candles(symbol, 60 * 24),
-                exchange="synthetic",
-                symbol=symbol,
-                timeframe="1h",
-            )
-    args = [BRAIN, "train", "--symbols", ",".join(SYMBOLS), "--lookback-days", "50"]
+    seed_planted(pg_dsn, SYMBOLS, seed=8)
+    # train up to 10 days before the newest candle, so the nightly analysis has bars the
+    # champions never saw (200 days stored from 2025-01-01)
+    args = [
+        BRAIN,
+        "train",
+        "--symbols",
+        ",".join(SYMBOLS),
+        "--start",
+        "2025-01-11T00:00:00",
+        "--end",
+        "2025-07-10T00:00:00",
+    ]
     runs = [
         subprocess.Popen(
             args,
@@ -109,7 +109,10 @@ def test_list_show_history(trained: tuple[str, dict[str, str]]) -> None:
     shown = brain("models", "show", champion, env=env)
     assert shown.returncode == 0, shown.stderr
     assert "champion:   yes" in shown.stdout and "model.txt" in shown.stdout
-    assert '"fingerprint_sha256"' in shown.stdout and "sharpe=" in shown.stdout
+    assert '"fingerprint_sha256"' in shown.stdout
+    for group in ("performance", "luck", "trading", "baselines"):
+        assert group in shown.stdout
+    assert "buy_hold_sharpe" in shown.stdout and "dsr " in shown.stdout
     history = brain("models", "history", "BTC/USDT", env=env)
     assert history.returncode == 0, history.stderr
     assert champion in history.stdout and "current" in history.stdout

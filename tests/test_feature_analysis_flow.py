@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from markets import seed_planted
 
 from brain_lib.dbt import ensure_raw_schema
-from brain_lib.market import SyntheticMarket
-from brain_lib.warehouse import connect, copy_ohlcv
+from brain_lib.warehouse import connect
 
 REPO = Path(__file__).resolve().parent.parent
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
@@ -27,31 +28,31 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def env(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """Two symbols with 90 days of candles and a champion for each (one daily-retrain)."""
+    """Two symbols with 200 days of candles and a champion for each (one daily-retrain,
+    up to 10 days before the newest candle)."""
     from flows.daily_retrain import daily_retrain
     from flows.runner import run_flow
 
     home = tmp_path_factory.mktemp("brain-home")
     ensure_raw_schema(pg_dsn, project_dir=REPO / "dbt_brain", state_dir=home / "dbt")
-    market = SyntheticMarket(seed=5, autocorr=-0.1)
-    with connect(pg_dsn) as conn:
-        for symbol in SYMBOLS:
-            copy_ohlcv(
-                conn,
-                market.candles(symbol, 90 * 24),
-                exchange="synthetic",
-                symbol=symbol,
-                timeframe="1h",
-            )
+    seed_planted(pg_dsn, SYMBOLS, seed=5)
     mp = pytest.MonkeyPatch()
     mp.setenv("BRAIN_DATABASE_URL", pg_dsn)
     mp.setenv("BRAIN_HOME", str(home))
-    mp.setenv("BRAIN_N_SPLITS", "3")
-    mp.setenv("BRAIN_EMBARGO", "6")
-    state = run_flow(daily_retrain, symbols=SYMBOLS, lookback_days=60, build_marts=False)
+    # the champions are trained on all but the last 10 days: the nightly analysis
+    # looks only at bars after a champion's training window
+    end = _stored_end(pg_dsn) - timedelta(days=10)
+    state = run_flow(daily_retrain, symbols=SYMBOLS, lookback_days=180, end=end, build_marts=False)
     assert state.is_completed(), state.message
     yield pg_dsn, home
     mp.undo()
+
+
+def _stored_end(dsn: str) -> datetime:
+    with connect(dsn) as conn:
+        row = conn.execute("select max(ts) from raw.ohlcv").fetchone()
+    assert row is not None and row[0] is not None
+    return row[0]
 
 
 def _artifact(key: str, state: Any) -> Any:

@@ -1,6 +1,6 @@
 """The warehouse goes down in the middle of a daily-retrain run: the run finishes its
-models, spools their records, and a replay lands them exactly once — the same rows as
-an uninterrupted run."""
+models, spools their records, and a replay lands them exactly once — the same rows, and
+the same judgement against the champion, as an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markets import seed_planted
 
 from brain_lib import registry
 from brain_lib.dbt import ensure_raw_schema
-from brain_lib.market import SyntheticMarket
 from brain_lib.spool import pending, replay
-from brain_lib.warehouse import EmbeddedWarehouse, connect, copy_ohlcv
+from brain_lib.warehouse import EmbeddedWarehouse, connect
 
 REPO = Path(__file__).resolve().parent.parent
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
@@ -24,30 +24,39 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 pytestmark = pytest.mark.slow
 
 
+LOOKBACK = 190  # days of the 200 stored
+
+
 def _load_market(dsn: str, state: Path) -> None:
     ensure_raw_schema(dsn, project_dir=REPO / "dbt_brain", state_dir=state)
-    market = SyntheticMarket(seed=31, autocorr=-0.1)
+    seed_planted(dsn, SYMBOLS, seed=31)
+
+
+def _quarantine_one_candle(dsn: str, symbol: str) -> None:
+    """A candle a data-quality rule put aside: the raw row stays, nothing trains on it."""
     with connect(dsn) as conn:
-        for symbol in SYMBOLS:
-            copy_ohlcv(
-                conn,
-                market.candles(symbol, 60 * 24),
-                exchange="synthetic",
-                symbol=symbol,
-                timeframe="1h",
-            )
+        conn.execute(
+            "insert into raw.quarantine_ohlcv (exchange, symbol, timeframe, ts, open, high, "
+            "low, close, volume, expectation, reason, severity, run_id) "
+            "select exchange, symbol, timeframe, ts, open, high, low, close, volume, "
+            "'expect_test', 'planted by the test', 'blocking', 'test' from raw.ohlcv "
+            "where symbol = %s and ts = (select max(ts) - interval '300 hours' from raw.ohlcv "
+            "where symbol = %s)",
+            (symbol, symbol),
+        )
 
 
 def _landed(dsn: str) -> dict[str, Any]:
     """What a run leaves in the warehouse, without the ids that differ between runs."""
     with connect(dsn) as conn:
         metrics = conn.execute(
-            "select v.symbol, m.metric, m.value from raw.model_metrics m "
-            "join raw.model_versions v using (version_id) order by 1, 2"
+            "select v.symbol, m.scope, m.metric, m.value from raw.model_metrics m "
+            "join raw.model_versions v using (version_id) order by 1, 2, 3, 4"
         ).fetchall()
         events = conn.execute(
-            "select symbol, event_type, previous_version_id is null "
-            "from raw.model_events order by symbol"
+            "select symbol, event_type, previous_version_id is null, champion_score, "
+            "challenger_score, degradation, reason, details->'champion_metrics' "
+            "from raw.model_events order by symbol, event_id"
         ).fetchall()
         importance = conn.execute(
             "select v.symbol, i.method, i.feature, i.importance, i.rank "
@@ -70,8 +79,6 @@ def env(tmp_path: Path) -> Iterator[tuple[EmbeddedWarehouse, str, Path]]:
     mp = pytest.MonkeyPatch()
     mp.setenv("BRAIN_DATABASE_URL", dsn)
     mp.setenv("BRAIN_HOME", str(home))
-    mp.setenv("BRAIN_N_SPLITS", "3")
-    mp.setenv("BRAIN_EMBARGO", "6")
     try:
         yield warehouse, dsn, home
     finally:
@@ -82,7 +89,7 @@ def env(tmp_path: Path) -> Iterator[tuple[EmbeddedWarehouse, str, Path]]:
 def test_stop_the_warehouse_mid_run_then_replay(
     prefect_harness: None,
     env: tuple[EmbeddedWarehouse, str, Path],
-    pg_dsn: str,
+    fresh_warehouse: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from flows.daily_retrain import daily_retrain
@@ -91,9 +98,9 @@ def test_stop_the_warehouse_mid_run_then_replay(
     warehouse, dsn, home = env
 
     # reference: the same run, uninterrupted, in another database
-    _load_market(pg_dsn, home / "dbt-ref")
-    monkeypatch.setenv("BRAIN_DATABASE_URL", pg_dsn)
-    reference = run_flow(daily_retrain, symbols=SYMBOLS, lookback_days=50, build_marts=False)
+    _load_market(fresh_warehouse, home / "dbt-ref")
+    monkeypatch.setenv("BRAIN_DATABASE_URL", fresh_warehouse)
+    reference = run_flow(daily_retrain, symbols=SYMBOLS, lookback_days=LOOKBACK, build_marts=False)
     assert reference.is_completed()
     monkeypatch.setenv("BRAIN_DATABASE_URL", dsn)
 
@@ -117,7 +124,7 @@ def test_stop_the_warehouse_mid_run_then_replay(
     handler.emit = lambda record: events.append(record.getMessage())  # type: ignore[method-assign]
     logging.getLogger("brain_lib.spool").addHandler(handler)
     try:
-        state = run_flow(daily_retrain, symbols=SYMBOLS, lookback_days=50)
+        state = run_flow(daily_retrain, symbols=SYMBOLS, lookback_days=LOOKBACK)
     finally:
         logging.getLogger("brain_lib.spool").removeHandler(handler)
     assert state.is_completed() and state.name == "Spooled", (state.name, state.message)
@@ -135,7 +142,7 @@ def test_stop_the_warehouse_mid_run_then_replay(
     assert pending(home / "spool") == []
     second = replay(dsn, home / "spool")
     assert second.landed == [] and second.already == []
-    assert _landed(dsn) == _landed(pg_dsn)
+    assert _landed(dsn) == _landed(fresh_warehouse)
     assert _landed(dsn)["counts"] == (2, 2)
 
 
@@ -155,7 +162,7 @@ def test_replay_twice_from_a_copied_file_adds_nothing(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(registry, "save_artifact", stop_then_save)
-    state = run_flow(daily_retrain, symbols=SYMBOLS[:1], lookback_days=50)
+    state = run_flow(daily_retrain, symbols=SYMBOLS[:1], lookback_days=LOOKBACK)
     assert state.name == "Spooled"
     (spooled,) = pending(home / "spool")
     backup = spooled.read_bytes()
@@ -167,3 +174,64 @@ def test_replay_twice_from_a_copied_file_adds_nothing(
     with connect(dsn) as conn:
         assert conn.execute("select count(*) from raw.model_versions").fetchone() == (1,)
         assert conn.execute("select count(*) from raw.model_events").fetchone() == (1,)
+
+
+def test_a_spooled_challenger_is_judged_exactly_as_a_live_one(
+    prefect_harness: None,
+    env: tuple[EmbeddedWarehouse, str, Path],
+    fresh_warehouse: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A champion exists and a candle of the window is quarantined; the challenger (other
+    hyperparameters, so the champion's recipe must be replayed) is spooled and landed
+    later. Its judgement — the champion's replay on the same bars, both scores, the
+    degradation, the decision — is the one a live run makes on the same data, and the
+    quarantined candle does not stop the file from landing."""
+    from flows.daily_retrain import daily_retrain
+    from flows.runner import run_flow
+
+    warehouse, dsn, home = env
+    symbol = SYMBOLS[0]
+    challenger = {"lightgbm": {"num_leaves": 7, "num_boost_round": 120}}
+    _load_market(fresh_warehouse, home / "dbt-ref")
+    for target in (fresh_warehouse, dsn):
+        _quarantine_one_candle(target, symbol)
+        monkeypatch.setenv("BRAIN_DATABASE_URL", target)
+        first = run_flow(daily_retrain, symbols=[symbol], lookback_days=LOOKBACK, build_marts=False)
+        assert first.is_completed(), first.message
+    # live, on the reference
+    monkeypatch.setenv("BRAIN_DATABASE_URL", fresh_warehouse)
+    live = run_flow(
+        daily_retrain,
+        symbols=[symbol],
+        lookback_days=LOOKBACK,
+        model_params=challenger,
+        build_marts=False,
+    )
+    assert live.is_completed(), live.message
+    # spooled, on the warehouse that goes down before the version lands
+    monkeypatch.setenv("BRAIN_DATABASE_URL", dsn)
+    original = registry.save_artifact
+
+    def stop_then_save(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if warehouse.is_running():
+            warehouse.stop()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "save_artifact", stop_then_save)
+    state = run_flow(
+        daily_retrain,
+        symbols=[symbol],
+        lookback_days=LOOKBACK,
+        model_params=challenger,
+        build_marts=False,
+    )
+    assert state.name == "Spooled", state.message
+    warehouse.start()
+    report = replay(dsn, home / "spool")
+    assert len(report.landed) == 1 and not report.failed, report
+    landed, reference = _landed(dsn), _landed(fresh_warehouse)
+    assert landed == reference
+    events = landed["events"]
+    assert len(events) == 2 and events[1][3] is not None  # the champion was scored
+    assert "champion" in (events[1][6] or "")  # judged against it, not waved through
