@@ -203,23 +203,21 @@ class FitJob:
 
 
 def fit_jobs(candles: dict[str, pd.DataFrame], config: TrainingConfig) -> list[FitJob]:
-    """Every fit of the pipeline: one per walk-forward fold, the final fit, and the
-    extra fit of ``training.version_importance`` (on the last fold's training rows,
-    for permutation importance).
+    """Every fit of the pipeline: one per walk-forward fold (the calibration fold
+    included) and the final fit. Importance reuses the fold models (no extra fit).
 
     The arrays are made as ``LightGBMModel.fit`` makes them (``iloc`` then
     ``to_numpy(dtype=float)``), so LightGBM sees the same memory layout.
     """
     jobs: list[FitJob] = []
     for symbol, frame in candles.items():
-        X, y = build_dataset(frame, config.label_horizon)
+        X, y = build_dataset(frame, config.label_horizon, config.timeframe)
         folds = [
             (X.iloc[train_idx].to_numpy(dtype=float), y.iloc[train_idx].to_numpy(dtype=float))
             for train_idx, _ in config.splitter().split(X)
         ]
         jobs.extend(FitJob(symbol, "fold", Xf, yf) for Xf, yf in folds)
         jobs.append(FitJob(symbol, "final", X.to_numpy(dtype=float), y.to_numpy(dtype=float)))
-        jobs.append(FitJob(symbol, "importance", *folds[-1]))
     return jobs
 
 
@@ -303,7 +301,7 @@ def run_pipeline(ctx: Context) -> None:
     """load + ``train_symbol`` + ``version_importance`` + ``register_version`` for every
     symbol, no Prefect. ``train_symbol`` does not hand back the training set, so it is
     built once more for the importance (about 15 ms per symbol)."""
-    from brain_lib.registry import register_version
+    from brain_lib.registry import JudgementRules, register_version
     from brain_lib.training import train_symbol, version_importance
 
     cfg = ctx.config
@@ -311,8 +309,11 @@ def run_pipeline(ctx: Context) -> None:
     for symbol in ctx.symbols:
         candles = load_window(ctx, symbol)
         result = train_symbol(candles, exchange=EXCHANGE, symbol=symbol, config=cfg)
-        X, y = build_dataset(candles, cfg.label_horizon)
-        importance = version_importance(result.model, X, y, result.oos_predictions, candles, cfg)
+        assert result.walk_forward is not None and result.evaluation is not None
+        X, y = build_dataset(candles, cfg.label_horizon, cfg.timeframe)
+        importance = version_importance(
+            result.walk_forward, result.evaluation, X, y, candles, cfg
+        )
         with connect(ctx.dsn) as conn:
             register_version(
                 conn,
@@ -320,7 +321,7 @@ def run_pipeline(ctx: Context) -> None:
                 artifact_root=ctx.artifact_root,
                 candles=candles,
                 config=cfg,
-                threshold=ctx.threshold,
+                rules=JudgementRules(threshold=ctx.threshold),
                 importance=importance,
             )
 
@@ -353,15 +354,15 @@ def run_stages(ctx: Context) -> dict[str, float]:
         with watch("load"):
             candles = load_window(ctx, symbol)
         with watch("features"):
-            X, y = tr.build_dataset(candles, cfg.label_horizon)
+            X, y = tr.build_dataset(candles, cfg.label_horizon, cfg.timeframe)
         with watch("walk-forward"):
-            oos, folds = tr.walk_forward_predictions(X, y, cfg)
+            wf = tr.walk_forward_predictions(X, y, cfg)
         with watch("backtest+metrics"):
-            bt, metrics = tr.evaluate_predictions(oos, candles, cfg)
+            evaluation = tr.evaluate_walk_forward(wf, X, y, candles, cfg)
         with watch("final fit"):
             model = tr.fit_final(X, y, cfg)
         with watch("importance"):
-            importance = tr.version_importance(model, X, y, oos, candles, cfg)
+            importance = tr.version_importance(wf, evaluation, X, y, candles, cfg)
         with watch("manifest"):
             result = tr.assemble_result(
                 candles=candles,
@@ -369,10 +370,8 @@ def run_stages(ctx: Context) -> dict[str, float]:
                 symbol=symbol,
                 config=cfg,
                 X=X,
-                oos=oos,
-                folds=folds,
-                backtest=bt,
-                metrics=metrics,
+                walk_forward=wf,
+                evaluation=evaluation,
                 model=model,
             )
         with watch("artifact"):
@@ -381,7 +380,11 @@ def run_stages(ctx: Context) -> dict[str, float]:
             record = registry.record_from_result(result, stored, None, importance)
         with watch("judge+land"), connect(ctx.dsn) as conn:
             registry.judge_and_record(
-                conn, record, candles=candles, config=cfg, threshold=ctx.threshold
+                conn,
+                record,
+                candles=candles,
+                config=cfg,
+                rules=registry.JudgementRules(threshold=ctx.threshold),
             )
     out = dict(watch.seconds)
     out["total"] = sum(out[s] for s in STAGES)

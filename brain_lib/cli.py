@@ -287,18 +287,9 @@ def _check_horizon(settings: Settings) -> None:
     than the test folds the lookback gives."""
     from brain_lib.errors import ConfigError
     from brain_lib.features import feature_warmup_bars
-    from brain_lib.training import CALIBRATION_FOLDS, TrainingConfig, bar_length
+    from brain_lib.training import CALIBRATION_FOLDS, bar_length
 
-    config = TrainingConfig(
-        label_horizon=settings.label_horizon,
-        n_splits=settings.n_splits,
-        test_size=settings.test_size,
-        embargo=settings.embargo,
-        fee_bps=settings.fee_bps,
-        slippage_bps=settings.slippage_bps,
-        policy=settings.policy_spec(),
-        timeframe=settings.timeframe,
-    )
+    config = settings.training_config()
     bars = int(settings.lookback_days * 86_400 // bar_length(settings.timeframe).total_seconds())
     rows = bars - feature_warmup_bars() - config.label_horizon
     fold = config.test_size or rows // (config.n_splits + CALIBRATION_FOLDS + 1)

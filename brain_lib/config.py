@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 if TYPE_CHECKING:
     from brain_lib.policy import PolicySpec
     from brain_lib.registry import JudgementRules
+    from brain_lib.training import TrainingConfig
 
 __all__ = ["Settings", "default_home"]
 
@@ -133,6 +134,29 @@ class Settings(BaseSettings):
             confidence_z=self.policy_confidence_z,
             sizing=self.policy_sizing,
             max_position=self.policy_max_position,
+        )
+
+    def training_config(
+        self, model_type: str = "lightgbm", params: dict[str, Any] | None = None
+    ) -> TrainingConfig:
+        """How these settings train and judge one model type (every setting checked:
+        :class:`~brain_lib.errors.ConfigError` names a bad one)."""
+        from brain_lib.training import TrainingConfig
+
+        return TrainingConfig(
+            model_type=model_type,
+            params=dict(params or {}),
+            label_horizon=self.label_horizon,
+            n_splits=self.n_splits,
+            test_size=self.test_size,
+            train_size=self.train_size,
+            embargo=self.embargo,
+            fee_bps=self.fee_bps,
+            slippage_bps=self.slippage_bps,
+            policy=self.policy_spec(),
+            charge_funding=self.charge_funding,
+            timeframe=self.timeframe,
+            risk_free_rate=self.risk_free_rate,
         )
 
     def judgement_rules(self) -> JudgementRules:

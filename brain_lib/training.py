@@ -252,6 +252,7 @@ class Evaluation:
     metrics: dict[str, float]
     fold_policies: list[dict[str, Any]]
     policy: FittedPolicy
+    fitted: list[FittedPolicy] = field(default_factory=list)  # each scored fold's
 
 
 @dataclass
@@ -700,7 +701,7 @@ def evaluate_walk_forward(
     metrics["information_ratio"] = m.sharpe_ratio(frame["net_return"] - bh, periods_per_year=ppy)
     metrics["policy_flat_folds"] = float(sum(1 for p in fold_policies if p.get("entry") is None))
     final = policy.fit(pred_all, label_all, vol_all, context)
-    return Evaluation(bt, metrics, fold_policies, final)
+    return Evaluation(bt, metrics, fold_policies, final, [seg[2] for seg in segments])
 
 
 def fit_final(X: pd.DataFrame, y: pd.Series, config: TrainingConfig) -> Model:
@@ -745,7 +746,7 @@ def version_importance(
         imp.correlation_importance(rows_oos, y.loc[scored.index], predictions=scored),
     ]
     _, _, test_start, test_stop = wf.bounds[-1]
-    last_policy = _last_fold_policy(wf, evaluation, X, y, candles, config)
+    last_policy = evaluation.fitted[-1]
     vol = _policy_volatility(candles, X, config)[test_start:test_stop]
     grid = candles_on_grid(candles, config.timeframe)
     funding = grid[FUNDING_COLUMN] if config.charge_funding and FUNDING_COLUMN in grid else None
@@ -771,28 +772,6 @@ def version_importance(
         )
     )
     return [row for result in results for row in imp.importance_rows(result)]
-
-
-def _last_fold_policy(
-    wf: WalkForward,
-    evaluation: Evaluation,
-    X: pd.DataFrame,
-    y: pd.Series,
-    candles: pd.DataFrame,
-    config: TrainingConfig,
-) -> FittedPolicy:
-    """The fitted policy the last scored fold traded with (refitted: fitting is cheap
-    and deterministic, and the evaluation keeps only its parameters)."""
-    context = PolicyContext(cost=config.cost_bps / 10_000.0, horizon=config.label_horizon)
-    row_of = X.index.get_indexer(wf.predictions.index)
-    cal = row_of < wf.bounds[-1][1]
-    vol = _policy_volatility(candles, X, config)[row_of]
-    return get_policy(config.policy).fit(
-        wf.centred().to_numpy(dtype=float)[cal],
-        y.to_numpy(dtype=float)[row_of][cal],
-        vol[cal],
-        context,
-    )
 
 
 def check_enough_rows(

@@ -87,21 +87,7 @@ def _rounded(value: Any) -> float | None:
 
 
 def _config(settings: Settings, model_type: str, params: dict[str, Any]) -> TrainingConfig:
-    return TrainingConfig(
-        model_type=model_type,
-        params=params,
-        label_horizon=settings.label_horizon,
-        n_splits=settings.n_splits,
-        test_size=settings.test_size,
-        train_size=settings.train_size,
-        embargo=settings.embargo,
-        fee_bps=settings.fee_bps,
-        slippage_bps=settings.slippage_bps,
-        policy=settings.policy_spec(),
-        charge_funding=settings.charge_funding,
-        timeframe=settings.timeframe,
-        risk_free_rate=settings.risk_free_rate,
-    )
+    return settings.training_config(model_type, params)
 
 
 @flow(name="daily-retrain", log_prints=True)

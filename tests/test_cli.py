@@ -70,6 +70,33 @@ def test_malformed_database_url(env: dict[str, str]) -> None:
     _one_line_error(brain("train", env=env), "must be a PostgreSQL URL")
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("BRAIN_POLICY_ENTRY_MARGIN", "-0.5", "BRAIN_POLICY_ENTRY_MARGIN"),
+        ("BRAIN_POLICY_EXIT_LEVEL", "-1", "BRAIN_POLICY_EXIT_LEVEL"),
+        ("BRAIN_FEE_BPS", "-1", "BRAIN_FEE_BPS"),
+        ("BRAIN_SLIPPAGE_BPS", "-2", "BRAIN_SLIPPAGE_BPS"),
+        ("BRAIN_LABEL_HORIZON", "0", "BRAIN_LABEL_HORIZON"),
+        ("BRAIN_POLICY_MAX_POSITION", "1.5", "BRAIN_POLICY_MAX_POSITION"),
+        ("BRAIN_POLICY_MAX_POSITION", "0", "BRAIN_POLICY_MAX_POSITION"),
+        ("BRAIN_POLICY_SIZING", "kelly", "BRAIN_POLICY_SIZING"),
+        ("BRAIN_MIN_DSR", "1.5", "BRAIN_MIN_DSR"),
+        # 30 days of hourly bars give test folds of ~80 bars: a 200-bar label cannot fit
+        ("BRAIN_LABEL_HORIZON", "200", "BRAIN_LABEL_HORIZON=200: longer than a test fold"),
+    ],
+)
+def test_a_bad_policy_cost_or_horizon_is_one_line_and_trains_nothing(
+    env: dict[str, str], variable: str, value: str, named: str
+) -> None:
+    """Refused before anything starts: no warehouse, no flow, nothing written."""
+    env[variable] = value
+    proc = brain("train", "--symbols", "BTC/USDT", "--lookback-days", "30", env=env)
+    _one_line_error(proc, named)
+    assert proc.returncode == 2
+    assert not Path(env["BRAIN_HOME"]).exists()
+
+
 def test_unreachable_warehouse(env: dict[str, str]) -> None:
     env["BRAIN_DATABASE_URL"] = "postgresql://brain:s3cret@127.0.0.1:1/brain"
     proc = brain("train", "--symbols", "BTC/USDT", env=env)

@@ -26,6 +26,7 @@ from composite_reference import component, composite_score
 from psycopg.types.json import Jsonb
 
 from brain_lib.dbt import DbtResult, run_dbt
+from brain_lib.registry import SCORED_METRICS
 
 pytestmark = pytest.mark.slow
 
@@ -374,16 +375,7 @@ EXTRA_CASES: dict[str, Metrics] = {
     "nan_evidence": _metrics(1.0, 1.5, 2.0, 1.4, 0.55, -0.1, math.nan, math.nan),
 }
 UNSCORED = {"all_null", "all_nan", "never_traded", "nine_trades", "tiny_exposure", "nan_evidence"}
-ARGUMENTS = (
-    "sharpe",
-    "sortino",
-    "calmar",
-    "profit_factor",
-    "hit_ratio",
-    "max_drawdown",
-    "round_trips",
-    "exposure",
-)
+ARGUMENTS = SCORED_METRICS  # the arguments of brain.composite_score, in order
 
 
 def _sql_composite(conn: psycopg.Connection[Any], m: Metrics) -> float | None:
