@@ -34,6 +34,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_copy.py
 	$(BIN)/python bench/bench_retrain.py
+	$(BIN)/python bench/bench_policy.py
 	$(BIN)/python bench/bench_collect.py
 	$(BIN)/python bench/bench_quality.py
 

@@ -311,9 +311,7 @@ def run_pipeline(ctx: Context) -> None:
         result = train_symbol(candles, exchange=EXCHANGE, symbol=symbol, config=cfg)
         assert result.walk_forward is not None and result.evaluation is not None
         X, y = build_dataset(candles, cfg.label_horizon, cfg.timeframe)
-        importance = version_importance(
-            result.walk_forward, result.evaluation, X, y, candles, cfg
-        )
+        importance = version_importance(result.walk_forward, result.evaluation, X, y, candles, cfg)
         with connect(ctx.dsn) as conn:
             register_version(
                 conn,

@@ -4,8 +4,8 @@ NULL and NaN mean "undefined" and pass every rule.
 
 - expect_metric_value_finite: finite; +Infinity only for sortino, profit_factor and
   calmar; blocking.
-- expect_metric_within_definition: hit_ratio in [0, 1], max_drawdown in [-1, 0],
-  profit_factor >= 0; blocking.
+- expect_metric_within_definition: hit_ratio, exposure, psr, dsr in [0, 1], max
+  drawdowns in [-1, 0], profit_factor, turnover_per_bar, round_trips >= 0; blocking.
 - expect_metric_plausible: abs(sharpe) <= max_abs_sharpe (10), a finite abs(sortino) <=
   max_abs_sortino (20); warning.
 

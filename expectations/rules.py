@@ -428,11 +428,13 @@ class ExpectMetricValueFinite(SqlRule):
 
 
 class ExpectMetricWithinDefinition(SqlRule):
-    """hit_ratio in [0, 1], max_drawdown in [-1, 0], profit_factor >= 0: what the
-    definitions allow (brain_lib.metrics)."""
+    """What the definitions allow (brain_lib.metrics): hit_ratio, exposure, psr and dsr
+    in [0, 1]; max_drawdown and buy_hold_max_drawdown in [-1, 0]; profit_factor,
+    turnover_per_bar and round_trips >= 0."""
 
     summary: ClassVar[str] = (
-        "hit_ratio in [0, 1], max_drawdown in [-1, 0], profit_factor >= 0 (when defined)"
+        "hit_ratio, exposure, psr, dsr in [0, 1], max drawdowns in [-1, 0], "
+        "profit_factor, turnover_per_bar, round_trips >= 0 (when defined)"
     )
     column: ClassVar[str | None] = "value"
 
@@ -440,9 +442,10 @@ class ExpectMetricWithinDefinition(SqlRule):
     def violation_query(cls, params: dict[str, Any]) -> str:
         return _select_where(
             f"{_DEFINED} AND ("
-            "(metric = 'hit_ratio' AND NOT (value BETWEEN 0 AND 1)) "
-            "OR (metric = 'max_drawdown' AND NOT (value BETWEEN -1 AND 0)) "
-            "OR (metric = 'profit_factor' AND value < 0))"
+            "(metric IN ('hit_ratio', 'exposure', 'psr', 'dsr') AND NOT (value BETWEEN 0 AND 1)) "
+            "OR (metric IN ('max_drawdown', 'buy_hold_max_drawdown') "
+            "AND NOT (value BETWEEN -1 AND 0)) "
+            "OR (metric IN ('profit_factor', 'turnover_per_bar', 'round_trips') AND value < 0))"
         )
 
 

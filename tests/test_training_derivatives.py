@@ -97,3 +97,37 @@ def test_other_columns_never_become_features() -> None:
     assert "regime" in candles.columns  # what the simulator knows and a model must not
     X, _ = build_dataset(candles, 1)
     assert "regime" not in X.columns
+
+
+def test_funding_prints_are_charged_on_the_bar_they_fall_in(dsn: str) -> None:
+    """A print stamped at F is paid by the position held over the bar whose (open, close]
+    holds F; a quarantined print is not charged; a symbol without prints pays nothing."""
+    from brain_lib.training import FUNDING_COLUMN
+
+    with connect(dsn) as conn:
+        prints = conn.execute(
+            "select ts, funding_rate from raw.funding_rates where symbol = %s order by ts",
+            (WITH,),
+        ).fetchall()
+        quarantined_at, quarantined_rate = prints[5]
+        conn.execute(
+            "insert into raw.quarantine_funding_rates (exchange, symbol, ts, funding_rate, "
+            "expectation, reason, severity, run_id) values ('binance', %s, %s, %s, "
+            "'expect_test', 'planted by the test', 'blocking', 'test')",
+            (WITH, quarantined_at, quarantined_rate),
+        )
+    candles = _load(dsn, WITH)
+    charge = candles[FUNDING_COLUMN]
+    hour = pd.Timedelta(hours=1)
+    expected = pd.Series(0.0, index=candles.index)
+    for stamp, rate in prints:
+        bar = pd.Timestamp(stamp) - hour  # the print closes the bar that opened an hour before
+        if bar in expected.index and stamp != quarantined_at:
+            expected[bar] += rate
+    pd.testing.assert_series_equal(charge, expected, check_names=False)
+    assert charge[pd.Timestamp(quarantined_at) - hour] == 0.0
+    assert (charge != 0).sum() == len(prints) - 2  # the first print has no bar before it
+    assert FUNDING_COLUMN not in _load(dsn, WITHOUT)
+    # the backtest charges it: positions times the rate of the bar they are held over
+    frame = train_symbol(candles, exchange="binance", symbol=WITH, config=CONFIG).backtest.frame
+    np.testing.assert_allclose(frame["funding_rate"], charge.reindex(frame.index).fillna(0.0))
