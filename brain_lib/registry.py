@@ -6,20 +6,25 @@ pickle — with the manifest beside it and the artifact's sha256 in both the man
 and the warehouse; :func:`load_model` refuses an artifact whose hash differs.
 
 Champion and challenger are judged on the same data. The challenger's metrics come
-from its purged walk-forward; the champion's *recipe* (model type, hyperparameters,
-feature set, label — everything in its manifest but the fitted weights) is replayed
-through the same walk-forward on the same candles, with the same fees, so both are
-scored out of sample on the same rows. The champion's frozen artifact is not used
+from its purged walk-forward, traded by its own fitted position policy; the champion's
+*recipe* (model type, hyperparameters, feature set, label, position policy — everything
+in its manifest but the fitted weights) is replayed through the same walk-forward on
+the same candles, with the same costs, and measured on the challenger's bars, so both
+are scored out of sample on the same rows. The champion's frozen artifact is not used
 for this: its training window overlaps the challenger's out-of-sample window, so it
 would be scored partly in sample and win by overfitting. When both recipes are the
-same (same code, same hyperparameters, same features) the replay would reproduce the
-challenger's predictions exactly, so it is skipped and both scores are equal.
+same the replay would reproduce the challenger's positions exactly, so it is skipped
+and both scores are equal.
 
 Both sides are scored with ``brain.composite_score`` — the SQL function that dbt
 creates from ``dbt_brain/macros/composite_score.sql`` and that the marts use, so the
-formula exists once. Degradation is (champion − challenger) / |champion|; above the
-threshold the challenger is refused and a ``rollback`` event records both scores,
-otherwise a ``promotion`` event moves the champion pointer. The version, its metrics,
+formula exists once; it is NULL for a backtest without evidence (too few round trips or
+too little exposure). :func:`verdict` applies the rules of docs/registry.md in order:
+no evidence → rollback; a deflated Sharpe ratio below ``min_dsr`` over the trials in
+the registry → rollback; no champion → promotion; otherwise the degradation
+(champion − challenger) / |champion| against the threshold, with an absolute band. A
+``rollback`` event records both scores and the reason, a ``promotion`` event moves the
+champion pointer. The version, its metrics,
 the event and the pointer commit in one transaction, under an advisory lock per
 symbol × model type, so overlapping runs judge one after the other.
 """
