@@ -24,9 +24,9 @@ no evidence → rollback; a deflated Sharpe ratio below ``min_dsr`` over the tri
 the registry → rollback; no champion → promotion; otherwise the degradation
 (champion − challenger) / |champion| against the threshold, with an absolute band. A
 ``rollback`` event records both scores and the reason, a ``promotion`` event moves the
-champion pointer. The version, its metrics,
-the event and the pointer commit in one transaction, under an advisory lock per
-symbol × model type, so overlapping runs judge one after the other.
+champion pointer. The version, its metrics, the event and the pointer commit in one
+transaction, under an advisory lock per symbol × model type, so overlapping runs judge
+one after the other.
 """
 
 from __future__ import annotations
