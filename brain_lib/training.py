@@ -582,12 +582,18 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
-def _policy_volatility(
-    candles: pd.DataFrame, X: pd.DataFrame, config: TrainingConfig
-) -> np.ndarray:
+def _trading_grid(
+    candles: pd.DataFrame, config: TrainingConfig
+) -> tuple[pd.DataFrame, pd.Series, pd.Series | None]:
+    """What the policy and the backtest read, once: the candles on the bar grid, the
+    trailing volatility of every bar, and the funding to charge (None: none)."""
     grid = candles_on_grid(candles, config.timeframe)
-    vol = trailing_volatility(grid["close"].to_numpy(dtype=float), config.policy.vol_window)
-    return pd.Series(vol, index=grid.index).reindex(X.index).to_numpy()
+    vol = pd.Series(
+        trailing_volatility(grid["close"].to_numpy(dtype=float), config.policy.vol_window),
+        index=grid.index,
+    )
+    funding = grid[FUNDING_COLUMN] if config.charge_funding and FUNDING_COLUMN in grid else None
+    return grid, vol, funding
 
 
 def evaluate_walk_forward(
@@ -627,7 +633,8 @@ def evaluate_walk_forward(
     ppy = m.periods_per_year(config.timeframe)
     context = PolicyContext(cost=config.cost_bps / 10_000.0, horizon=config.label_horizon)
     policy = get_policy(config.policy)
-    vol = _policy_volatility(candles, X, config)
+    grid, grid_vol, funding = _trading_grid(candles, config)
+    vol = grid_vol.reindex(X.index).to_numpy()
     row_of = X.index.get_indexer(wf.predictions.index)
     centred = wf.centred()
     pred_all = centred.to_numpy(dtype=float)
@@ -636,7 +643,6 @@ def evaluate_walk_forward(
     scored = centred.loc[wf.scored.index]
     # every bar of the scored span, on the grid: a bar with no prediction (a hole, or
     # the bar after one) is a NaN signal, which keeps the book flat
-    grid = candles_on_grid(candles, config.timeframe)
     span = grid.index[(grid.index >= scored.index[0]) & (grid.index <= scored.index[-1])]
     segments: list[tuple[int, int, FittedPolicy]] = []
     fold_policies: list[dict[str, Any]] = []
@@ -652,14 +658,9 @@ def evaluate_walk_forward(
         )
         segments.append((int(start), int(stop), fitted))
         fold_policies.append({"fold": i + CALIBRATION_FOLDS, **fitted.params})
-    span_vol = pd.Series(
-        trailing_volatility(grid["close"].to_numpy(dtype=float), config.policy.vol_window),
-        index=grid.index,
-    ).reindex(span)
     positions = apply_policies(
-        scored.reindex(span).to_numpy(dtype=float), span_vol.to_numpy(), segments
+        scored.reindex(span).to_numpy(dtype=float), grid_vol.reindex(span).to_numpy(), segments
     )
-    funding = grid[FUNDING_COLUMN] if config.charge_funding and FUNDING_COLUMN in grid else None
     bt = backtest_positions(
         pd.Series(positions, index=span),
         grid["close"],
@@ -732,7 +733,6 @@ def version_importance(
       Sharpe of the positions that fold's own fitted policy takes.
     """
     from brain_lib import importance as imp
-    from brain_lib.policy import apply_policies as apply
 
     scored = wf.scored
     rows_oos = X.loc[scored.index]
@@ -747,14 +747,13 @@ def version_importance(
     ]
     _, _, test_start, test_stop = wf.bounds[-1]
     last_policy = evaluation.fitted[-1]
-    vol = _policy_volatility(candles, X, config)[test_start:test_stop]
-    grid = candles_on_grid(candles, config.timeframe)
-    funding = grid[FUNDING_COLUMN] if config.charge_funding and FUNDING_COLUMN in grid else None
+    grid, grid_vol, funding = _trading_grid(candles, config)
+    vol = grid_vol.reindex(X.index[test_start:test_stop]).to_numpy()
 
     center = wf.centers[-1]
 
     def positions(pred: np.ndarray) -> np.ndarray:
-        return apply(pred - center, vol[-len(pred) :], [(0, len(pred), last_policy)])
+        return apply_policies(pred - center, vol[-len(pred) :], [(0, len(pred), last_policy)])
 
     results.append(
         imp.permutation_importance(
