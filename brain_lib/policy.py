@@ -4,7 +4,7 @@ A model predicts the forward return over the label horizon; a *policy* decides w
 to hold. Every recipe carries one (:class:`PolicySpec`, recorded in the manifest), and
 every number a policy uses is fitted on a **calibration set**: out-of-sample predictions
 of rows that lie in the training part of the fold being traded, with their realised
-labels (:func:`brain_lib.training.walk_forward_predictions` builds it from an extra,
+labels (:func:`brain_lib.training.evaluate_walk_forward` builds it from an extra,
 unscored walk-forward fold and the folds before the one traded). Nothing about a
 policy is ever fitted on the bars it is scored on.
 
