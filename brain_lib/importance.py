@@ -411,15 +411,26 @@ def shap_importance(
 
     k = X.shape[1]
     phi = pd.DataFrame(contributions[:, :k], index=rows.index, columns=X.columns)
-    skipped = _screen(rows)
-    kept = [c for c in X.columns if c not in skipped]
     details: dict[str, Any] = {
         "explainer": explainer,
         "base_value": float(np.mean(contributions[:, k])),
     }
+    return _shap_result(phi, rows, details, values=phi if return_values else None)
+
+
+def _shap_result(
+    phi: pd.DataFrame,
+    rows: pd.DataFrame,
+    details: dict[str, Any],
+    values: pd.DataFrame | None = None,
+) -> ImportanceResult:
+    """The SHAP table of the contributions ``phi`` of the explained ``rows``: features
+    constant in the rows left out, the rest ranked by mean |SHAP|."""
+    skipped = _screen(rows)
+    kept = [c for c in phi.columns if c not in skipped]
     if not kept:
         return ImportanceResult(
-            method=method,
+            method="shap",
             table=_empty_table(_SHAP_COLUMNS),
             skipped=skipped,
             window=_window(rows.index),
@@ -427,20 +438,17 @@ def shap_importance(
             status=STATUS_SKIPPED,
             reason="every feature is constant in the window",
             details=details,
-            values=phi if return_values else None,
+            values=values,
         )
-    table = _rank_table(
-        phi[kept].abs().mean(),
-        pd.DataFrame({"mean_shap": phi[kept].mean()}),
-    )
+    table = _rank_table(phi[kept].abs().mean(), pd.DataFrame({"mean_shap": phi[kept].mean()}))
     return ImportanceResult(
-        method=method,
+        method="shap",
         table=table,
         skipped=skipped,
         window=_window(rows.index),
         n_rows=len(rows),
         details=details,
-        values=phi if return_values else None,
+        values=values,
     )
 
 
@@ -492,29 +500,9 @@ def shap_importance_folds(
         parts.append(result.values)
         explainers.add(str(result.details.get("explainer")))
     phi = pd.concat(parts).sort_index()
-    skipped = _screen(pd.concat([X for _, X in folds]).loc[phi.index])
-    kept = [c for c in phi.columns if c not in skipped]
+    rows = pd.concat([X for _, X in folds]).loc[phi.index]
     details: dict[str, Any] = {"explainer": ",".join(sorted(explainers)), "n_folds": len(folds)}
-    if not kept:
-        return ImportanceResult(
-            method=method,
-            table=_empty_table(_SHAP_COLUMNS),
-            skipped=skipped,
-            window=_window(phi.index),
-            n_rows=len(phi),
-            status=STATUS_SKIPPED,
-            reason="every feature is constant in the window",
-            details=details,
-        )
-    table = _rank_table(phi[kept].abs().mean(), pd.DataFrame({"mean_shap": phi[kept].mean()}))
-    return ImportanceResult(
-        method=method,
-        table=table,
-        skipped=skipped,
-        window=_window(phi.index),
-        n_rows=len(phi),
-        details=details,
-    )
+    return _shap_result(phi, rows, details)
 
 
 # --------------------------------------------------------------------------- #
