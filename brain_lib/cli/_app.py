@@ -1,0 +1,79 @@
+"""The ``brain`` command.
+
+Heavy libraries (pandas, lightgbm, prefect, dbt) are imported inside the commands
+that need them, so ``brain --help`` answers at once. Errors a user can cause are
+printed as one line on stderr with a non-zero exit status, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from brain_lib.config import Settings
+
+app = typer.Typer(
+    name="brain",
+    help="Train, judge and keep the prediction models of a crypto trading desk.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The warehouse (embedded PostgreSQL unless BRAIN_DATABASE_URL is set).")
+ingest_app = typer.Typer(help="Load your own market data.")
+models_app = typer.Typer(help="Model versions, champions, promotion and rollback.")
+spool_app = typer.Typer(help="Records spooled while the warehouse was unreachable.")
+quality_app = typer.Typer(help="Data quality: Great Expectations suites on the raw tables.")
+replay_app = typer.Typer(help="The replay exchange: binance, bybit and okx REST on 127.0.0.1.")
+features_app = typer.Typer(help="Feature importance of the champions: top features, shifts, drift.")
+app.add_typer(db_app, name="db")
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(models_app, name="models")
+app.add_typer(spool_app, name="spool")
+app.add_typer(features_app, name="features")
+app.add_typer(replay_app, name="replay")
+app.add_typer(quality_app, name="quality")
+
+EXIT_USER_ERROR = 2
+
+
+def _settings(**overrides: Any) -> Settings:
+    from pydantic import ValidationError
+
+    from brain_lib.config import Settings
+    from brain_lib.errors import ConfigError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting BRAIN_{where.upper()}: {first['msg']}") from None
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    # wide enough for the metrics table when the output is a file or a pipe
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _split(values: str | None) -> list[str] | None:
+    if values is None:
+        return None
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    return items or None
+
+
+def _prepare(settings: Settings) -> str:
+    """Warehouse URL, with the embedded server started and the raw schema in place."""
+    from brain_lib.dbt import ensure_raw_schema
+    from brain_lib.warehouse import ensure_reachable, resolve_dsn
+
+    dsn = resolve_dsn(settings)
+    ensure_reachable(dsn)
+    ensure_raw_schema(dsn, project_dir=settings.dbt_dir, state_dir=settings.home / "dbt")
+    return dsn
