@@ -86,6 +86,7 @@ __all__ = [
     "sha256_file",
     "trial_sharpes",
     "verdict",
+    "verify_servable",
 ]
 
 log = logging.getLogger(__name__)
@@ -1033,6 +1034,17 @@ def get_version(conn: psycopg.Connection, version_id: str) -> VersionInfo:
     return VersionInfo(*row)
 
 
+def verify_servable(info: VersionInfo, action: str) -> None:
+    """Refuse to make a version champion unless its artifact loads: present, with the
+    sha256 the warehouse recorded, and readable by its model type's adapter. Raises
+    :class:`ArtifactError` (or :class:`ManifestError`) naming the version and the fault;
+    nothing is written (the caller has not written yet)."""
+    try:
+        load_model(info.artifact_uri, info.artifact_sha256, info.manifest, info.version_id)
+    except (ArtifactError, ManifestError) as exc:
+        raise type(exc)(f"refusing to {action} {info.version_id}: {exc}") from None
+
+
 def promote(
     conn: psycopg.Connection, version_id: str, *, reason: str, at: datetime | None = None
 ) -> str | None:
@@ -1041,6 +1053,7 @@ def promote(
         raise BrainError("a manual promotion needs a --reason")
     with conn.transaction(), conn.cursor() as cur:
         info = get_version(conn, version_id)
+        verify_servable(info, "promote")
         _lock(conn, info.exchange, info.symbol, info.timeframe, info.model_type)
         current = champion_of(conn, info.exchange, info.symbol, info.timeframe, info.model_type)
         previous = current[0] if current else None
@@ -1120,6 +1133,7 @@ def rollback(
         if len(periods) < 2:
             raise NoModelError(f"{symbol} {mt} has no earlier champion to roll back to")
         restored = periods[-2]
+        verify_servable(get_version(conn, restored), "roll back to")
         event_id = _insert_event(
             cur,
             event_type="manual_rollback",

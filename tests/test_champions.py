@@ -385,6 +385,36 @@ def test_manual_promote_and_rollback(
     assert _events(fresh_warehouse)[-1][6] == "override was wrong"
 
 
+def test_a_corrupt_artifact_is_never_made_champion(
+    fresh_warehouse: str,
+    good: TrainingResult,
+    worse_policy: TrainingResult,
+    candles: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    """Promote and rollback verify the artifact before they write: a changed or missing
+    one is refused with a line naming the version, and nothing is written."""
+    current, _ = _register(fresh_warehouse, good, candles, tmp_path, GOOD)
+    rejected, _ = _register(fresh_warehouse, worse_policy, candles, tmp_path, WORSE_POLICY)
+    events = len(_events(fresh_warehouse))
+    target = Path(rejected.artifact_uri)
+    original = target.read_bytes()
+    target.write_bytes(original[:-50])
+    with connect(fresh_warehouse, autocommit=True) as conn:
+        with pytest.raises(ArtifactError, match=f"refusing to promote {rejected.version_id}"):
+            registry.promote(conn, rejected.version_id, reason="analyst override")
+        assert _champion(fresh_warehouse) == current.version_id
+        assert len(_events(fresh_warehouse)) == events
+        target.write_bytes(original)
+        registry.promote(conn, rejected.version_id, reason="analyst override")
+        # now the version a rollback would restore is the one that is gone
+        Path(current.artifact_uri).unlink()
+        with pytest.raises(ArtifactError, match=r"refusing to roll back to .*artifact is missing"):
+            registry.rollback(conn, "SOL/USDT", reason="override was wrong")
+    assert _champion(fresh_warehouse) == rejected.version_id
+    assert len(_events(fresh_warehouse)) == events + 1
+
+
 def test_failed_promotion_leaves_the_old_champion(
     fresh_warehouse: str,
     good: TrainingResult,

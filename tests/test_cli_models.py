@@ -207,12 +207,18 @@ def test_corrupt_missing_and_newer_versions_are_refused(
     original = path.read_bytes()
     try:
         path.write_bytes(original[:-100])
+        # the record is still shown, marked, and the command fails with the reason
         proc = brain("models", "show", version_id, env=env)
-        assert proc.returncode == 2 and "refusing to load a changed artifact" in proc.stderr
+        assert proc.returncode == 1 and "refusing to load a changed artifact" in proc.stderr
+        assert "CORRUPT, cannot be served" in proc.stdout and '"manifest_format"' in proc.stdout
         assert "Traceback" not in proc.stderr
+        # and it can never become champion by hand
+        promoted = brain("models", "promote", version_id, "--reason", "try", env=env)
+        assert promoted.returncode == 2
+        assert f"refusing to promote {version_id}" in promoted.stderr, promoted.stderr
         path.unlink()
         proc = brain("models", "show", version_id, env=env)
-        assert proc.returncode == 2 and "artifact is missing" in proc.stderr
+        assert proc.returncode == 1 and "artifact is missing" in proc.stderr
     finally:
         path.write_bytes(original)
     assert brain("models", "show", version_id, env=env).returncode == 0

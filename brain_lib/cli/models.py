@@ -83,15 +83,21 @@ def models_show(version: Annotated[str, typer.Argument(help="Version id.")]) -> 
     """Manifest, metrics, artifact location and champion status of one version."""
     import json
 
-    from brain_lib.registry import get_version, load_model
+    from brain_lib.errors import ArtifactError
+    from brain_lib.registry import check_manifest, get_version, load_model
     from brain_lib.warehouse import connect
 
     dsn = _prepare(_settings())
     with connect(dsn) as conn:
         info = get_version(conn, version)
-    # a version is only worth showing if it can be served: refuse a missing or changed
-    # artifact and a manifest from a newer Brain, with the reason
-    load_model(info.artifact_uri, info.artifact_sha256, info.manifest, info.version_id)
+    # a manifest from a newer Brain cannot be read right: refuse it. A missing, changed
+    # or unloadable artifact is shown, marked, so the version's record can be inspected
+    check_manifest(info.manifest, f"version {info.version_id}")
+    fault: str | None = None
+    try:
+        load_model(info.artifact_uri, info.artifact_sha256, info.manifest, info.version_id)
+    except ArtifactError as exc:
+        fault = str(exc)
     with connect(dsn) as conn:
         metrics = conn.execute(
             "select scope, metric, value from raw.model_metrics where version_id = %s "
@@ -103,11 +109,11 @@ def models_show(version: Annotated[str, typer.Argument(help="Version id.")]) -> 
         ).fetchone()
     console = _console()
     console.print(
-        f"[bold]{info.version_id}[/bold]  {info.exchange} {info.symbol} "
-        f"{info.timeframe} {info.model_type}"
+        f"{info.version_id}  {info.exchange} {info.symbol} {info.timeframe} {info.model_type}"
     )
     console.print(f"trained_at: {info.created_at:%Y-%m-%d %H:%M:%S %Z}   run: {info.run_id or '-'}")
-    console.print(f"artifact:   {info.artifact_uri}  (sha256 {info.artifact_sha256}, verified)")
+    state = "verified" if fault is None else "CORRUPT, cannot be served"
+    console.print(f"artifact:   {info.artifact_uri}  (sha256 {info.artifact_sha256}, {state})")
     since = f"yes, since {champion[0]:%Y-%m-%d %H:%M:%S}" if champion else "no"
     console.print(f"champion:   {since}")
     for scope, label in (("oos", "out of sample"), ("champion_replay", "champion replayed")):
@@ -116,6 +122,9 @@ def models_show(version: Annotated[str, typer.Argument(help="Version id.")]) -> 
             console.print(_metric_groups(values, label))
     console.print("manifest:")
     console.print_json(json.dumps(info.manifest, default=str))
+    if fault is not None:
+        typer.echo(f"error: {fault}", err=True)
+        raise typer.Exit(1)
 
 
 METRIC_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
