@@ -8,11 +8,15 @@ plain values on. Flows build it at their start and hand values to ``brain_lib``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from brain_lib.errors import ConfigError
+from brain_lib.names import check_exchange, check_symbol, check_timeframe
 
 if TYPE_CHECKING:
     from brain_lib.policy import PolicySpec
@@ -20,6 +24,14 @@ if TYPE_CHECKING:
     from brain_lib.training import TrainingConfig
 
 __all__ = ["Settings", "default_home"]
+
+
+def _named(check: Callable[[str], str], value: str) -> str:
+    """A name checked by :mod:`brain_lib.names`, its error as pydantic expects it."""
+    try:
+        return check(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def default_home() -> Path:
@@ -36,8 +48,13 @@ class Settings(BaseSettings):
     ``BRAIN_DATABASE_URL`` or ``BRAIN_DEGRADATION_THRESHOLD=0.1``.
     """
 
+    # allow_inf_nan: a fee, a threshold or a bound of inf or nan is refused, not used
     model_config = SettingsConfigDict(
-        env_prefix="BRAIN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="BRAIN_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        allow_inf_nan=False,
     )
 
     home: Path = Field(
@@ -59,13 +76,15 @@ class Settings(BaseSettings):
     symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT", "SOL/USDT"])
     model_types: list[str] = Field(default_factory=lambda: ["lightgbm"])
 
-    lookback_days: int = Field(default=365, ge=7, description="Training window, in days.")
+    lookback_days: int = Field(
+        default=365, ge=7, le=3650, description="Training window, in days (at most ten years)."
+    )
     label_horizon: int = Field(
         default=8,
         ge=1,
         description="Bars ahead the label looks; also the purge and the policy's minimum hold.",
     )
-    n_splits: int = Field(default=5, ge=1)
+    n_splits: int = Field(default=5, ge=1, le=50)
     test_size: int | None = Field(default=None, ge=1, description="Bars per test fold.")
     train_size: int | None = Field(
         default=None, ge=1, description="Sliding training window in bars; None is expanding."
@@ -108,6 +127,30 @@ class Settings(BaseSettings):
         default=0.5, ge=0, le=1, description="Smallest deflated Sharpe ratio that promotes."
     )
     seed: int = 42
+
+    @field_validator("exchange")
+    @classmethod
+    def _check_exchange(cls, value: str) -> str:
+        return _named(check_exchange, value)
+
+    @field_validator("timeframe")
+    @classmethod
+    def _check_timeframe(cls, value: str) -> str:
+        return _named(check_timeframe, value)
+
+    @field_validator("symbols")
+    @classmethod
+    def _check_symbols(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("no symbols: give at least one, e.g. BTC/USDT")
+        return [_named(check_symbol, symbol) for symbol in value]
+
+    @field_validator("model_types")
+    @classmethod
+    def _check_model_types(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("no model types: give at least one, e.g. lightgbm")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -322,8 +322,105 @@ class LoadReport:
         return self.added + self.unchanged
 
 
-def _check_candles(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Validate and normalise a candles frame with columns ts + OHLCV."""
+# the earliest candle any crypto exchange can have (the genesis block, 2009-01-03) and
+# the most a price may be (a plausibility bound: 1e9 of any quote currency per unit)
+EARLIEST_CANDLE = "2009-01-03"
+MAX_PRICE = 1e9
+
+
+def _parse_ts(values: pd.Series, source: str) -> pd.Series:
+    """Timestamps as UTC; ISO text with mixed offsets is fine. A value that is none
+    is named with its row, in one line."""
+    import pandas as pd
+
+    for fmt in ("ISO8601", None):
+        try:
+            return pd.to_datetime(values, utc=True, format=fmt)
+        except (ValueError, TypeError, OverflowError):
+            continue
+    for row, value in enumerate(values):
+        try:
+            pd.to_datetime(value, utc=True)
+        except (ValueError, TypeError, OverflowError) as exc:
+            first = str(exc).splitlines()[0][:120]
+            raise DataError(
+                f"{source}: row {row + 1}: column ts: {str(value)[:40]!r} is not a "
+                f"timestamp ({first})"
+            ) from None
+    raise DataError(f"{source}: column ts has values that are not timestamps")
+
+
+def _rows(mask: Any) -> str:
+    import numpy as np
+
+    rows = np.flatnonzero(np.asarray(mask)) + 1
+    head = ", ".join(str(r) for r in rows[:5])
+    return f"{len(rows)} row(s) (row {head}{', …' if len(rows) > 5 else ''})"
+
+
+def _strict_problems(out: pd.DataFrame, timeframe: str | None) -> list[str]:
+    """One line per broken rule, with its count and first rows, for a file a user
+    gives: what would otherwise land and only be caught by the next training's gate."""
+    import numpy as np
+    import pandas as pd
+
+    prices = out[["open", "high", "low", "close"]].to_numpy()
+    # a row with inf or nan is named for that alone, not for every rule inf breaks
+    finite = np.isfinite(out[list(OHLCV_COLUMNS)].to_numpy()).all(axis=1)
+    problems: list[tuple[str, Any]] = [
+        ("a value is not a finite number (inf, nan)", ~finite),
+        ("a price is not above 0", finite & (prices <= 0).any(axis=1)),
+        (
+            f"a price is above {MAX_PRICE:g}, not plausible",
+            finite & (prices > MAX_PRICE).any(axis=1),
+        ),
+        ("volume is negative", finite & (out["volume"] < 0).to_numpy()),
+        (
+            "high is below open or close",
+            finite & (out["high"] < out[["open", "close"]].max(axis=1)).to_numpy(),
+        ),
+        (
+            "low is above open or close",
+            finite & (out["low"] > out[["open", "close"]].min(axis=1)).to_numpy(),
+        ),
+    ]
+    now = pd.Timestamp.now(tz="UTC")
+    problems.append(
+        (
+            f"ts is before {EARLIEST_CANDLE} or after tomorrow (epoch seconds read as "
+            "milliseconds, or the reverse?)",
+            (out["ts"] < pd.Timestamp(EARLIEST_CANDLE, tz="UTC"))
+            | (out["ts"] > now + pd.Timedelta(days=1)),
+        )
+    )
+    if timeframe is not None and timeframe[-1] in "mhd":
+        from brain_lib.names import check_timeframe
+
+        check_timeframe(timeframe)
+        unit = {"m": "min", "h": "h", "d": "D"}[timeframe[-1]]
+        bar = pd.Timedelta(int(timeframe[:-1]), unit)
+        stamps = pd.DatetimeIndex(out["ts"])
+        off = (stamps - pd.Timestamp(0, tz="UTC")) % bar != pd.Timedelta(0)
+        problems.append((f"ts is not the open time of a {timeframe} bar (UTC grid)", off))
+    lines = []
+    for rule, mask in problems:
+        flags = np.asarray(mask)
+        if flags.ndim == 2:
+            flags = np.asarray(flags.any(axis=1))
+        if flags.any():
+            lines.append(f"{rule}: {_rows(flags)}")
+    return lines
+
+
+def _check_candles(
+    frame: pd.DataFrame, source: str, *, strict: bool = False, timeframe: str | None = None
+) -> pd.DataFrame:
+    """Validate and normalise a candles frame with columns ts + OHLCV.
+
+    ``strict`` (a user's file): also refuse values that are not finite, prices that
+    are not positive or not plausible, inconsistent high/low, timestamps outside
+    :data:`EARLIEST_CANDLE` … tomorrow or off the ``timeframe``'s grid, naming each
+    broken rule with its count and first rows. Booleans are never numbers."""
     import numpy as np
     import pandas as pd
 
@@ -331,12 +428,10 @@ def _check_candles(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)}")
     out = frame.loc[:, ["ts", *OHLCV_COLUMNS]].copy()
-    try:
-        ts = pd.to_datetime(out["ts"], utc=True)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"{source}: column ts has values that are not timestamps ({exc})") from None
-    out["ts"] = ts
+    out["ts"] = _parse_ts(out["ts"], source)
     for col in OHLCV_COLUMNS:
+        if pd.api.types.is_bool_dtype(out[col]):
+            raise DataError(f"{source}: column {col} holds booleans, not numbers")
         values = pd.to_numeric(out[col], errors="coerce")
         bad = values.isna() & out[col].notna()
         if bad.any():
@@ -354,6 +449,14 @@ def _check_candles(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
         raise DataError(f"{source}: row {row + 1}: duplicate timestamp {out['ts'].iloc[row]}")
+    if strict:
+        problems = _strict_problems(out, timeframe)
+        if problems:
+            raise DataError(
+                f"{source}: refused, nothing written: "
+                + "; ".join(problems)
+                + " (rows count from 1, the first after the header)"
+            )
     return out
 
 
@@ -392,6 +495,7 @@ def copy_ohlcv(
     symbol: str,
     timeframe: str,
     source: str = "candles",
+    strict: bool = False,
 ) -> LoadReport:
     """Load candles into ``raw.ohlcv`` with binary COPY and an idempotent upsert.
 
@@ -399,8 +503,10 @@ def copy_ohlcv(
     ``ON CONFLICT DO NOTHING`` on the natural key (exchange, symbol, timeframe, ts),
     so loading the same range twice adds nothing. Runs inside the caller's
     transaction; ``candles`` needs columns ts, open, high, low, close, volume.
+    ``strict``: refuse the whole frame when a row breaks a candle rule
+    (:func:`_check_candles`), as ``brain ingest ohlcv`` does.
     """
-    frame = _check_candles(candles, source)
+    frame = _check_candles(candles, source, strict=strict, timeframe=timeframe)
     if frame.empty:
         return LoadReport(0, 0)
     with conn.cursor() as cur:

@@ -166,6 +166,137 @@ def test_malformed_file_writes_nothing(env: dict[str, str], pg_dsn: str, tmp_pat
         )
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "needle"),
+    [
+        ("--symbol", "../../etc/passwd", "invalid --symbol '../../etc/passwd'"),
+        ("--symbol", "BTC/USD'; DROP TABLE raw.ohlcv;--", "invalid --symbol"),
+        ("--symbol", "A" * 5000, "(5000 characters)"),
+        ("--symbol", "", "invalid --symbol ''"),
+        ("--symbol", "X[/x]/USDT", "invalid --symbol"),
+        ("--exchange", "bin ance", "invalid --exchange 'bin ance'"),
+        ("--exchange", "../x", "invalid --exchange"),
+        ("--timeframe", "1M", "invalid --timeframe '1M'"),
+        ("--timeframe", "0h", "invalid --timeframe"),
+        ("--timeframe", "1s", "invalid --timeframe"),
+    ],
+)
+def test_ingest_refuses_bad_names_before_anything(
+    env: dict[str, str], tmp_path: Path, option: str, value: str, needle: str
+) -> None:
+    """Names are checked first: no warehouse is even started (BRAIN_HOME stays empty)."""
+    csv = tmp_path / "c.csv"
+    csv.write_text("ts,open,high,low,close,volume\n2025-01-01T00:00Z,1,2,0.5,1.5,10\n")
+    args = {"--exchange": "mine", "--symbol": "ADA/USDT", "--timeframe": "1h", option: value}
+    proc = brain("ingest", "ohlcv", str(csv), *[x for kv in args.items() for x in kv], env=env)
+    _one_line_error(proc, needle)
+    assert proc.returncode == 2
+    assert not (Path(env["BRAIN_HOME"]) / "pg").exists()
+
+
+def test_ingest_refuses_implausible_candles_whole_and_writes_nothing(
+    env: dict[str, str], pg_dsn: str, tmp_path: Path
+) -> None:
+    env["BRAIN_DATABASE_URL"] = pg_dsn
+    header = "ts,open,high,low,close,volume\n"
+    good = "".join(f"2025-02-01T{h:02d}:00Z,100,101,99,100.5,10\n" for h in range(10))
+    bad_rows = {
+        "inf": (
+            "2025-02-02T00:00Z,100,101,99,inf,10",
+            "not a finite number (inf, nan): 1 row(s) (row 11) (rows",
+        ),
+        "negative": ("2025-02-02T00:00Z,-1,101,-2,100,10", "not above 0"),
+        "high_low": ("2025-02-02T00:00Z,100,98,99,100,10", "high is below open or close"),
+        "close_above_high": ("2025-02-02T00:00Z,100,101,99,105,10", "high is below"),
+        "volume": ("2025-02-02T00:00Z,100,101,99,100,-5", "volume is negative"),
+        "huge": ("2025-02-02T00:00Z,100,1e300,99,100,10", "not plausible"),
+        "future": ("2074-02-02T00:00Z,100,101,99,100,10", "after tomorrow"),
+        "off_grid": ("2025-02-02T00:37Z,100,101,99,100,10", "not the open time of a 1h bar"),
+    }
+    for name, (row, needle) in bad_rows.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_text(header + good + row + "\n")
+        proc = brain(
+            "ingest", "ohlcv", str(path), "--exchange", "door", "--symbol", "ADA/USDT", env=env
+        )
+        _one_line_error(proc, needle)
+        assert "refused, nothing written" in proc.stderr
+    booleans = tmp_path / "bool.parquet"
+    import pandas as pd
+
+    pd.DataFrame(
+        {
+            "ts": pd.date_range("2025-01-01", periods=3, freq="h", tz="UTC"),
+            "open": [1.0] * 3,
+            "high": [True] * 3,
+            "low": [1.0] * 3,
+            "close": [1.0] * 3,
+            "volume": [1.0] * 3,
+        }
+    ).to_parquet(booleans)
+    proc = brain(
+        "ingest", "ohlcv", str(booleans), "--exchange", "door", "--symbol", "ADA/USDT", env=env
+    )
+    _one_line_error(proc, "column high holds booleans")
+    semicolons = tmp_path / "semi.csv"
+    semicolons.write_text("ts;open;high;low;close;volume\n2025-01-01T00:00Z;1;2;0.5;1.5;10\n")
+    proc = brain(
+        "ingest", "ohlcv", str(semicolons), "--exchange", "door", "--symbol", "ADA/USDT", env=env
+    )
+    _one_line_error(proc, "separated by ';'")
+    proc = brain(
+        "ingest", "ohlcv", str(tmp_path), "--exchange", "door", "--symbol", "ADA/USDT", env=env
+    )
+    _one_line_error(proc, "is a folder")
+    with connect(pg_dsn) as conn:
+        stored = conn.execute("select count(*) from raw.ohlcv where exchange = 'door'").fetchone()
+    assert stored == (0,)
+    # mixed offsets are read (both are the same instant's grid), nothing is lost
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(
+        header + "2025-03-01T00:00:00Z,1,2,0.5,1.5,10\n2025-03-01T06:00:00+05:00,1,2,0.5,1.5,10\n"
+    )
+    proc = brain(
+        "ingest", "ohlcv", str(mixed), "--exchange", "door", "--symbol", "ADA/USDT", env=env
+    )
+    assert proc.returncode == 0 and "2 rows added" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        ("BRAIN_SYMBOLS", "notjson", "invalid setting BRAIN_SYMBOLS: not valid JSON"),
+        ("BRAIN_SYMBOLS", '["../x"]', "invalid setting BRAIN_SYMBOLS: invalid symbol '../x'"),
+        ("BRAIN_FEE_BPS", "inf", "invalid setting BRAIN_FEE_BPS"),
+        ("BRAIN_DEGRADATION_THRESHOLD", "inf", "invalid setting BRAIN_DEGRADATION_THRESHOLD"),
+        ("BRAIN_TIMEFRAME", "1M", "invalid setting BRAIN_TIMEFRAME: invalid timeframe"),
+        ("BRAIN_MODEL_TYPES", '["nope"]', "unknown model type(s) nope (installed: lightgbm"),
+        ("BRAIN_N_SPLITS", "1000", "invalid setting BRAIN_N_SPLITS"),
+        ("BRAIN_LOOKBACK_DAYS", "1000000", "invalid setting BRAIN_LOOKBACK_DAYS"),
+        ("BRAIN_LOOKBACK_DAYS", "7", "invalid setting BRAIN_N_SPLITS=5: test folds of"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(
+    env: dict[str, str], variable: str, value: str, needle: str
+) -> None:
+    env[variable] = value
+    proc = brain("train", env=env)
+    _one_line_error(proc, needle)
+    assert proc.returncode == 2
+
+
+def test_a_range_in_the_future_is_refused_before_anything(env: dict[str, str]) -> None:
+    proc = brain("train", "--start", "2099-01-01", "--end", "2099-02-01", env=env)
+    _one_line_error(proc, "--start 2099-01-01 00:00 is in the future")
+    assert proc.returncode == 2
+    assert not (Path(env["BRAIN_HOME"]) / "pg").exists()  # no warehouse, nothing written
+
+
+def test_an_empty_list_option_is_refused_not_defaulted(env: dict[str, str]) -> None:
+    _one_line_error(brain("train", "--symbols", "", env=env), "--symbols is empty")
+    _one_line_error(brain("train", "--model-types", " , ", env=env), "--model-types is empty")
+
+
 def test_db_lifecycle(env: dict[str, str]) -> None:
     stopped = brain("db", "status", env=env)
     assert stopped.returncode == 3 and "stopped" in stopped.stdout

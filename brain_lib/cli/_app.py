@@ -7,6 +7,7 @@ printed as one line on stderr with a non-zero exit status, never as a traceback.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ EXIT_USER_ERROR = 2
 
 def _settings(**overrides: Any) -> Settings:
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from brain_lib.config import Settings
     from brain_lib.errors import ConfigError
@@ -50,22 +52,38 @@ def _settings(**overrides: Any) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"invalid setting BRAIN_{where.upper()}: {first['msg']}") from None
+        where = str(first["loc"][0]) if first["loc"] else "settings"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting BRAIN_{where.upper()}: {message}") from None
+    except SettingsError as exc:
+        # a list or dict setting that is not JSON (BRAIN_SYMBOLS=BTC/USDT)
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"BRAIN_{field.group(1).upper()}" if field else "a BRAIN_* variable"
+        raise ConfigError(
+            f'invalid setting {name}: not valid JSON (write a list as \'["BTC/USDT", "ETH/USDT"]\')'
+        ) from None
 
 
 def _console() -> Any:
     from rich.console import Console
 
-    # wide enough for the metrics table when the output is a file or a pipe
-    return Console(width=None if sys.stdout.isatty() else 160)
+    # wide enough for the metrics table when the output is a file or a pipe. No markup:
+    # symbols, exchanges, reasons and errors come from users and exchanges, and a name
+    # such as "X[/x]" must print as itself, not as a style tag (styles go in style=)
+    return Console(width=None if sys.stdout.isatty() else 160, markup=False)
 
 
-def _split(values: str | None) -> list[str] | None:
+def _split(values: str | None, option: str = "the list") -> list[str] | None:
+    """A comma-separated option as a list; None when not given. Given but empty
+    (``--symbols ""``) is an error, not the default."""
     if values is None:
         return None
     items = [v.strip() for v in values.split(",") if v.strip()]
-    return items or None
+    if not items:
+        from brain_lib.errors import ConfigError
+
+        raise ConfigError(f"{option} is empty: name at least one, or leave the option out")
+    return items
 
 
 def _prepare(settings: Settings) -> str:

@@ -166,11 +166,11 @@ def collect(
     from brain_lib.market.collect import stream_specs
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    exchanges = _split(exchange) or []
-    chosen = _split(symbols)
+    exchanges = _split(exchange, "--exchange") or []
+    chosen = _split(symbols, "--symbols")
     if not chosen:
         raise ConfigError("--symbols is required, e.g. --symbols BTC/USDT:USDT,ETH/USDT:USDT")
-    wanted = _split(datasets) or []
+    wanted = _split(datasets, "--datasets") or []
     specs = stream_specs(exchanges, chosen, wanted, timeframe=timeframe, oi_period=oi_period)
     settings = _settings()
     dsn = _prepare(settings)
@@ -200,11 +200,12 @@ def collect(
     for row in rows:
         if row["status"] != "ok":
             colour = "red" if row["status"] == "failed" else "yellow"
-            console.print(f"[{colour}]{row['status']}: {row['message']}[/{colour}]")
+            console.print(f"{row['status']}: {row['message']}", style=colour)
         elif row["gaps"]:
             console.print(
-                f"[yellow]{row['exchange']} {row['symbol']} {row['dataset']}: "
-                f"{row['gaps']} gap(s) recorded in raw.collection_gaps[/yellow]"
+                f"{row['exchange']} {row['symbol']} {row['dataset']}: "
+                f"{row['gaps']} gap(s) recorded in raw.collection_gaps",
+                style="yellow",
             )
     console.print(f"collect-market-data: {state.name} ({state.message})")
     if not state.is_completed():

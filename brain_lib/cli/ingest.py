@@ -33,6 +33,8 @@ def read_candles_file(path: Path) -> Any:
 
     if not path.exists():
         raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give a .csv or .parquet file")
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
@@ -45,6 +47,11 @@ def read_candles_file(path: Path) -> Any:
     except Exception as exc:
         raise DataError(f"{path}: cannot be read: {exc}") from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
+    if len(frame.columns) == 1 and any(sep in frame.columns[0] for sep in ";\t|"):
+        raise DataError(
+            f"{path}: one column named {frame.columns[0][:60]!r}: the file looks separated "
+            "by ';', a tab or '|'; write it with commas"
+        )
     if "ts" not in frame.columns:
         for alias in ("timestamp", "time", "date", "datetime"):
             if alias in frame.columns:
@@ -65,15 +72,30 @@ def ingest_ohlcv(
     symbol: Annotated[str, typer.Option(help="Symbol, e.g. BTC/USDT.")],
     timeframe: Annotated[str, typer.Option(help="Bar length, e.g. 1h.")] = "1h",
 ) -> None:
-    """Load candles from a file through the bulk COPY path (idempotent)."""
+    """Load candles from a file through the bulk COPY path (idempotent).
+
+    The names are checked first (brain_lib.names), then every row: a file with a value
+    that is not a finite number, a timestamp outside 2009 … tomorrow or off the
+    timeframe's grid, or inconsistent prices is refused whole, with the row and the
+    problem, and nothing is written."""
+    from brain_lib.names import check_exchange, check_symbol, check_timeframe
     from brain_lib.warehouse import connect, copy_ohlcv
 
+    check_exchange(exchange, "--exchange")
+    check_symbol(symbol, "--symbol")
+    check_timeframe(timeframe, "--timeframe")
     settings = _settings()
     frame = read_candles_file(file)
     dsn = _prepare(settings)
     with connect(dsn) as conn:
         report = copy_ohlcv(
-            conn, frame, exchange=exchange, symbol=symbol, timeframe=timeframe, source=str(file)
+            conn,
+            frame,
+            exchange=exchange,
+            symbol=symbol,
+            timeframe=timeframe,
+            source=str(file),
+            strict=True,
         )
     typer.echo(
         f"{file}: {report.added} rows added, {report.unchanged} unchanged "

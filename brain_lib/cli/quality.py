@@ -60,7 +60,7 @@ def quality_check(
     console = _console()
     for report in reports:
         colour = "green" if report.success else ("yellow" if report.ok else "red")
-        console.print(f"[{colour}]{report.describe()}[/{colour}]", highlight=False)
+        console.print(report.describe(), style=colour, highlight=False)
     docs = next((r.docs_index for r in reports if r.docs_index), None)
     if docs:
         console.print(f"Data Docs: {docs}")
@@ -114,7 +114,10 @@ def features_analyze(
     from flows.runner import run_flow
 
     state = run_flow(
-        nightly_feature_analysis, symbols=_split(symbols), window_days=window_days, end=end
+        nightly_feature_analysis,
+        symbols=_split(symbols, "--symbols"),
+        window_days=window_days,
+        end=end,
     )
     data = state.result(raise_on_failure=False)
     if not isinstance(data, dict):
@@ -126,13 +129,14 @@ def features_analyze(
     for row in data.get("shifts", []):
         if row["shift_flag"]:
             console.print(
-                f"[yellow]{row['symbol']} {row['model_type']} {row['importance_method']}: "
-                f"shift: {row['shift_reason']}[/yellow]"
+                f"{row['symbol']} {row['model_type']} {row['importance_method']}: "
+                f"shift: {row['shift_reason']}",
+                style="yellow",
             )
     for m in data.get("marked", []):
-        console.print(f"[yellow]{m['symbol']} marked for retraining[/yellow]")
+        console.print(f"{m['symbol']} marked for retraining", style="yellow")
     for f in data.get("failed", []):
-        console.print(f"[red]{f['symbol']} {f['model_type']}: {f['error']}[/red]")
+        console.print(f"{f['symbol']} {f['model_type']}: {f['error']}", style="red")
     if not state.is_completed():
         raise typer.Exit(1)
 

@@ -103,18 +103,35 @@ def _check_symbols(dsn: str, settings: Settings) -> None:
         )
 
 
+# the fewest bars a scored test fold may have: fewer leave a Sharpe of noise
+MIN_FOLD_BARS = 48
+
+
 def _check_horizon(settings: Settings) -> None:
     """Refuse a training setup that cannot work, before anything starts: an invalid
     policy or cost (the training config checks every setting) or a label horizon longer
     than the test folds the lookback gives."""
     from brain_lib.errors import ConfigError
     from brain_lib.features import feature_warmup_bars
+    from brain_lib.models import MODEL_TYPES
     from brain_lib.training import CALIBRATION_FOLDS, bar_length
 
+    unknown = [t for t in settings.model_types if t not in MODEL_TYPES]
+    if unknown:
+        raise ConfigError(
+            f"invalid setting BRAIN_MODEL_TYPES: unknown model type(s) {', '.join(unknown)} "
+            f"(installed: {', '.join(sorted(MODEL_TYPES))})"
+        )
     config = settings.training_config()
     bars = int(settings.lookback_days * 86_400 // bar_length(settings.timeframe).total_seconds())
     rows = bars - feature_warmup_bars() - config.label_horizon
     fold = config.test_size or rows // (config.n_splits + CALIBRATION_FOLDS + 1)
+    if fold < MIN_FOLD_BARS:
+        raise ConfigError(
+            f"invalid setting BRAIN_N_SPLITS={config.n_splits}: test folds of {fold} bars "
+            f"with {settings.lookback_days} days of {settings.timeframe} bars (at least "
+            f"{MIN_FOLD_BARS}); use fewer splits or a longer lookback"
+        )
     if config.label_horizon > fold:
         raise ConfigError(
             f"invalid setting BRAIN_LABEL_HORIZON={config.label_horizon}: longer than a test "
@@ -141,7 +158,7 @@ def _run_retrain(settings: Settings, **params: Any) -> list[dict[str, Any]]:
     console.print(_metrics_table(rows, f"daily-retrain: {state.name}"))
     for row in rows:
         if row["status"] != "ok":
-            console.print(f"[red]{row['symbol']} {row['model_type']}: {row['error']}[/red]")
+            console.print(f"{row['symbol']} {row['model_type']}: {row['error']}", style="red")
     # a symbol kept out by the data-quality gate is a failure to act on, not a success
     if not state.is_completed() or any(r["status"] == "blocked" for r in rows):
         raise typer.Exit(1)
@@ -173,12 +190,19 @@ def train(
                 f"empty date range: --end {end:%Y-%m-%d %H:%M} "
                 f"is not after --start {start:%Y-%m-%d %H:%M}"
             )
+        from datetime import UTC
+
+        now = datetime.now(UTC)
+        if start.replace(tzinfo=start.tzinfo or UTC) >= now:
+            raise ConfigError(
+                f"--start {start:%Y-%m-%d %H:%M} is in the future: there are no candles to train on"
+            )
         lookback_days = max(1, int((end - start).total_seconds() // 86400))
     settings = _settings(
-        symbols=_split(symbols),
+        symbols=_split(symbols, "--symbols"),
         exchange=exchange,
         timeframe=timeframe,
-        model_types=_split(model_types),
+        model_types=_split(model_types, "--model-types"),
         lookback_days=lookback_days,
     )
     _check_horizon(settings)
