@@ -28,6 +28,7 @@ __all__ = [
     "MAX_BAR_DAYS",
     "MAX_EXCHANGE_LENGTH",
     "MAX_SYMBOL_LENGTH",
+    "bar_minutes",
     "check_exchange",
     "check_symbol",
     "check_timeframe",
@@ -56,14 +57,20 @@ def shown(value: object, limit: int = 40) -> str:
     return f"{ascii(value[:limit])[:-1]}...' ({len(value)} characters)"
 
 
+def _fits(value: object, pattern: re.Pattern[str], limit: int) -> bool:
+    return isinstance(value, str) and len(value) <= limit and pattern.fullmatch(value) is not None
+
+
+def bar_minutes(timeframe: str) -> int:
+    """Minutes in one bar of a timeframe that :func:`check_timeframe` accepts."""
+    check_timeframe(timeframe)
+    return int(timeframe[:-1]) * _MINUTES[timeframe[-1]]
+
+
 def check_symbol(value: object, where: str = "symbol") -> str:
     """``value`` if it is a ccxt-style symbol, else :class:`ConfigError` naming it."""
-    if (
-        isinstance(value, str)
-        and len(value) <= MAX_SYMBOL_LENGTH
-        and _SYMBOL.fullmatch(value) is not None
-    ):
-        return value
+    if _fits(value, _SYMBOL, MAX_SYMBOL_LENGTH):
+        return str(value)
     raise ConfigError(
         f"invalid {where} {shown(value)}: expected BASE/QUOTE or BASE/QUOTE:SETTLE "
         f"(letters, digits, '.', '_', '-'; at most {MAX_SYMBOL_LENGTH} characters), "
@@ -73,12 +80,8 @@ def check_symbol(value: object, where: str = "symbol") -> str:
 
 def check_exchange(value: object, where: str = "exchange") -> str:
     """``value`` if it is a ccxt id or a lowercase slug, else :class:`ConfigError`."""
-    if (
-        isinstance(value, str)
-        and len(value) <= MAX_EXCHANGE_LENGTH
-        and _EXCHANGE.fullmatch(value) is not None
-    ):
-        return value
+    if _fits(value, _EXCHANGE, MAX_EXCHANGE_LENGTH):
+        return str(value)
     raise ConfigError(
         f"invalid {where} {shown(value)}: expected a ccxt exchange id or a lowercase slug "
         f"(a-z, 0-9, '_', '-', starting with a letter; at most {MAX_EXCHANGE_LENGTH} "

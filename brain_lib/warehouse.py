@@ -394,11 +394,9 @@ def _strict_problems(out: pd.DataFrame, timeframe: str | None) -> list[str]:
         )
     )
     if timeframe is not None and timeframe[-1] in "mhd":
-        from brain_lib.names import check_timeframe
+        from brain_lib.names import bar_minutes
 
-        check_timeframe(timeframe)
-        unit = {"m": "min", "h": "h", "d": "D"}[timeframe[-1]]
-        bar = pd.Timedelta(int(timeframe[:-1]), unit)
+        bar = pd.Timedelta(minutes=bar_minutes(timeframe))
         stamps = pd.DatetimeIndex(out["ts"])
         off = (stamps - pd.Timestamp(0, tz="UTC")) % bar != pd.Timedelta(0)
         problems.append((f"ts is not the open time of a {timeframe} bar (UTC grid)", off))
