@@ -49,6 +49,7 @@ import pandas as pd
 from brain_lib.errors import (
     ArtifactError,
     BrainError,
+    ConfigError,
     ManifestError,
     NoModelError,
     UnknownVersionError,
@@ -163,11 +164,57 @@ def save_artifact(
         fs, _, (root_path,) = fsspec.get_fs_token_paths(base)
         if fs.exists(root_path):
             raise BrainError(f"artifact folder {base} already exists; versions are immutable")
-        fs.makedirs(root_path, exist_ok=False)
-        fs.put_file(str(local), f"{root_path}/{model.artifact_name}")
-        with fs.open(f"{root_path}/manifest.json", "w") as handle:
-            json.dump(manifest, handle, indent=2, sort_keys=True)
+        # written whole into a hidden sibling, then moved into place: a full disk or a
+        # killed process leaves no half-written version folder behind
+        staging = f"{root_path.rsplit('/', 1)[0]}/{PARTIAL_PREFIX}{version_id}"
+        try:
+            fs.makedirs(staging, exist_ok=False)
+            fs.put_file(str(local), f"{staging}/{model.artifact_name}")
+            with fs.open(f"{staging}/manifest.json", "w") as handle:
+                json.dump(manifest, handle, indent=2, sort_keys=True)
+            fs.mv(staging, root_path, recursive=True)
+        except OSError as exc:
+            _discard(fs, staging)
+            raise ArtifactError(
+                f"could not write the artifact of {version_id} under {artifact_root}: "
+                f"{exc.strerror or exc}; nothing of it was kept"
+            ) from None
+        except BaseException:
+            _discard(fs, staging)
+            raise
     return RegisteredVersion(version_id, f"{base}/{model.artifact_name}", sha, manifest)
+
+
+PARTIAL_PREFIX = ".partial-"
+"""Prefix of the folder a version is written into before it is moved into place."""
+
+
+def _discard(fs: Any, path: str) -> None:
+    try:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    except OSError as exc:  # the write already failed; say what is left behind
+        log.error("could not remove the partial artifact folder %s: %s", path, exc)
+
+
+def check_artifact_root(artifact_root: str) -> None:
+    """Refuse an artifact root that cannot be written, before anything is trained:
+    create it, write and remove a probe file."""
+    import fsspec
+
+    root = artifact_root.rstrip("/")
+    try:
+        fs, _, (path,) = fsspec.get_fs_token_paths(root)
+        fs.makedirs(path, exist_ok=True)
+        probe = f"{path}/.write-probe-{secrets.token_hex(4)}"
+        with fs.open(probe, "wb") as handle:
+            handle.write(b"brain")
+        fs.rm(probe)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            f"the artifact root {root} (BRAIN_ARTIFACT_ROOT) is not writable: {reason}"
+        ) from None
 
 
 def check_manifest(manifest: Mapping[str, Any], where: str) -> None:
