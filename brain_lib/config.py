@@ -223,3 +223,42 @@ class Settings(BaseSettings):
         if self.dbt_project_dir is not None:
             return self.dbt_project_dir
         return Path(__file__).resolve().parent.parent / "dbt_brain"
+
+
+# the fewest bars a scored test fold may have: fewer leave a Sharpe of noise
+MIN_FOLD_BARS = 48
+
+
+def check_retrain_setup(settings: Settings) -> None:
+    """Refuse a training setup that cannot work, before anything starts (``brain
+    train`` and the daily-retrain flow both call it): unknown model types, an invalid
+    policy or cost (the training config checks every setting), test folds too short
+    for a Sharpe or for the label horizon, an artifact root that cannot be written."""
+    from brain_lib.features import feature_warmup_bars
+    from brain_lib.models import MODEL_TYPES
+    from brain_lib.registry import check_artifact_root
+    from brain_lib.training import CALIBRATION_FOLDS, bar_length
+
+    unknown = [t for t in settings.model_types if t not in MODEL_TYPES]
+    if unknown:
+        raise ConfigError(
+            f"invalid setting BRAIN_MODEL_TYPES: unknown model type(s) {', '.join(unknown)} "
+            f"(installed: {', '.join(sorted(MODEL_TYPES))})"
+        )
+    config = settings.training_config()
+    bars = int(settings.lookback_days * 86_400 // bar_length(settings.timeframe).total_seconds())
+    rows = bars - feature_warmup_bars() - config.label_horizon
+    fold = config.test_size or rows // (config.n_splits + CALIBRATION_FOLDS + 1)
+    if fold < MIN_FOLD_BARS:
+        raise ConfigError(
+            f"invalid setting BRAIN_N_SPLITS={config.n_splits}: test folds of {fold} bars "
+            f"with {settings.lookback_days} days of {settings.timeframe} bars (at least "
+            f"{MIN_FOLD_BARS}); use fewer splits or a longer lookback"
+        )
+    if config.label_horizon > fold:
+        raise ConfigError(
+            f"invalid setting BRAIN_LABEL_HORIZON={config.label_horizon}: longer than a test "
+            f"fold ({fold} bars with {settings.lookback_days} days and "
+            f"{config.n_splits} splits); use a shorter horizon or a longer lookback"
+        )
+    check_artifact_root(settings.artifact_location)

@@ -27,7 +27,7 @@ from prefect.context import get_run_context
 from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed
 
-from brain_lib.config import Settings
+from brain_lib.config import Settings, check_retrain_setup
 from brain_lib.training import TrainingConfig
 from flows.tasks import (
     backtest_and_score,
@@ -124,6 +124,8 @@ def daily_retrain(
     }
     settings = Settings(**overrides)
     raise_for_empty(settings.symbols)
+    # splits against the window, model types, artifact root: refused before anything runs
+    check_retrain_setup(settings)
     flow_run = getattr(get_run_context(), "flow_run", None)
     run_id = str(flow_run.id) if flow_run is not None else None
 

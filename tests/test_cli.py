@@ -285,6 +285,19 @@ def test_bad_settings_are_one_line_errors(
     assert proc.returncode == 2
 
 
+def test_an_artifact_root_that_cannot_be_written_is_refused_before_training(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # under a plain file: no folder can be made there, whoever runs the test (root too)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    env["BRAIN_ARTIFACT_ROOT"] = str(blocker / "artifacts")
+    proc = brain("train", env=env)
+    _one_line_error(proc, f"the artifact root {blocker}/artifacts (BRAIN_ARTIFACT_ROOT) is not")
+    assert proc.returncode == 2
+    assert not (Path(env["BRAIN_HOME"]) / "pg").exists()  # no warehouse, nothing trained
+
+
 def test_a_range_in_the_future_is_refused_before_anything(env: dict[str, str]) -> None:
     proc = brain("train", "--start", "2099-01-01", "--end", "2099-02-01", env=env)
     _one_line_error(proc, "--start 2099-01-01 00:00 is in the future")

@@ -15,6 +15,7 @@ from brain_lib.cli._app import (
     _split,
     app,
 )
+from brain_lib.config import check_retrain_setup
 
 if TYPE_CHECKING:
     from brain_lib.config import Settings
@@ -103,43 +104,6 @@ def _check_symbols(dsn: str, settings: Settings) -> None:
         )
 
 
-# the fewest bars a scored test fold may have: fewer leave a Sharpe of noise
-MIN_FOLD_BARS = 48
-
-
-def _check_horizon(settings: Settings) -> None:
-    """Refuse a training setup that cannot work, before anything starts: an invalid
-    policy or cost (the training config checks every setting) or a label horizon longer
-    than the test folds the lookback gives."""
-    from brain_lib.errors import ConfigError
-    from brain_lib.features import feature_warmup_bars
-    from brain_lib.models import MODEL_TYPES
-    from brain_lib.training import CALIBRATION_FOLDS, bar_length
-
-    unknown = [t for t in settings.model_types if t not in MODEL_TYPES]
-    if unknown:
-        raise ConfigError(
-            f"invalid setting BRAIN_MODEL_TYPES: unknown model type(s) {', '.join(unknown)} "
-            f"(installed: {', '.join(sorted(MODEL_TYPES))})"
-        )
-    config = settings.training_config()
-    bars = int(settings.lookback_days * 86_400 // bar_length(settings.timeframe).total_seconds())
-    rows = bars - feature_warmup_bars() - config.label_horizon
-    fold = config.test_size or rows // (config.n_splits + CALIBRATION_FOLDS + 1)
-    if fold < MIN_FOLD_BARS:
-        raise ConfigError(
-            f"invalid setting BRAIN_N_SPLITS={config.n_splits}: test folds of {fold} bars "
-            f"with {settings.lookback_days} days of {settings.timeframe} bars (at least "
-            f"{MIN_FOLD_BARS}); use fewer splits or a longer lookback"
-        )
-    if config.label_horizon > fold:
-        raise ConfigError(
-            f"invalid setting BRAIN_LABEL_HORIZON={config.label_horizon}: longer than a test "
-            f"fold ({fold} bars with {settings.lookback_days} days and "
-            f"{config.n_splits} splits); use a shorter horizon or a longer lookback"
-        )
-
-
 def _run_retrain(settings: Settings, **params: Any) -> list[dict[str, Any]]:
     """Run daily-retrain once and return its per-symbol rows; exit 1 if any failed."""
     # Prefect's server telemetry tries the network (closed on many desks) and, on the
@@ -205,7 +169,7 @@ def train(
         model_types=_split(model_types, "--model-types"),
         lookback_days=lookback_days,
     )
-    _check_horizon(settings)
+    check_retrain_setup(settings)
     dsn = _prepare(settings)  # fail fast, before Prefect starts, on an unreachable warehouse
     _check_symbols(dsn, settings)
     _run_retrain(
