@@ -127,6 +127,8 @@ def _warehouse_lock(dsn: str, args: list[str]) -> Iterator[None]:
     if not args or args[0] not in _WRITING_COMMANDS:
         yield
         return
+    import psycopg
+
     from brain_lib.warehouse import connect
 
     with connect(dsn, autocommit=True) as conn:
@@ -134,7 +136,10 @@ def _warehouse_lock(dsn: str, args: list[str]) -> Iterator[None]:
         try:
             yield
         finally:
-            conn.execute("select pg_advisory_unlock(hashtext('brain-dbt'))")
+            # a session lock dies with its connection: when the server went away
+            # mid-command, the command's own error is the one to see
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("select pg_advisory_unlock(hashtext('brain-dbt'))")
 
 
 def _run(
