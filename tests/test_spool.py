@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 LOOKBACK = 190  # days of the 200 stored
+PASSWORD = "spool-Secret-93c1"
 
 
 def _load_market(dsn: str, state: Path) -> None:
@@ -73,7 +74,8 @@ def _landed(dsn: str) -> dict[str, Any]:
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[tuple[EmbeddedWarehouse, str, Path]]:
     warehouse = EmbeddedWarehouse(tmp_path / "pg-home")
-    dsn = warehouse.start()
+    # a password the server never asks for (trust auth): no spool file may hold it
+    dsn = warehouse.start().replace("postgres:@", f"postgres:{PASSWORD}@", 1)
     home = tmp_path / "brain"
     _load_market(dsn, home / "dbt")
     mp = pytest.MonkeyPatch()
@@ -132,6 +134,7 @@ def test_stop_the_warehouse_mid_run_then_replay(
     assert {r["status"] for r in rows} == {"spooled"}
     files = pending(home / "spool")
     assert sorted(f.stem for f in files) == sorted(saved)
+    assert PASSWORD in dsn and not [f for f in files if PASSWORD.encode() in f.read_bytes()]
     assert events.count("brain_integration_failed") == len(SYMBOLS)
     assert not warehouse.is_running()
 
