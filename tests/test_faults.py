@@ -60,7 +60,7 @@ class Server:
 
     def kill(self) -> None:
         pid = int((self.warehouse.data_dir / "postmaster.pid").read_text().split()[0])
-        children = [p for p in _children(pid)]
+        children = _children(pid)
         for victim in [pid, *children]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(victim, signal.SIGKILL)
@@ -294,7 +294,7 @@ def test_warehouse_killed_mid_retrain_rides_through_like_an_uninterrupted_run(
     # the same registry as the uninterrupted run: nothing lost, nothing twice
     assert _registry_state(dsn) == _registry_state(reference_dsn)
     assert _registry_state(dsn)["champions"] == [(SYMBOL, "lightgbm", 1, True)]
-    assert [n for n in _artifact_folders(artifacts)] == [row["version_id"]]
+    assert _artifact_folders(artifacts) == [row["version_id"]]
     # what a person reads: the landing task saw the connection go and retried
     flow_run_id = state.state_details.flow_run_id
     prefect_text = _flow_run_records(flow_run_id)
@@ -394,11 +394,16 @@ def replay() -> Iterator[ReplayServer]:
 
 
 def _collect(dsn: str, home: Path, replay: ReplayServer, mp: pytest.MonkeyPatch) -> Any:
+    mp.setenv("BRAIN_DATABASE_URL", dsn)
+    mp.setenv("BRAIN_HOME", str(home))
+    return _collect_run(replay)
+
+
+def _collect_run(replay: ReplayServer) -> Any:
+    """One collect-market-data run of STREAMS into the warehouse ``BRAIN_*`` names."""
     from flows.collect_market_data import collect_market_data
     from flows.runner import run_flow
 
-    mp.setenv("BRAIN_DATABASE_URL", dsn)
-    mp.setenv("BRAIN_HOME", str(home))
     return run_flow(
         collect_market_data,
         exchanges=list(STREAMS),
@@ -465,9 +470,6 @@ def test_two_overlapping_collect_runs_land_each_row_once(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flows.collect_market_data import collect_market_data
-    from flows.runner import run_flow
-
     dsn = alive.database()
     monkeypatch.setenv("BRAIN_DATABASE_URL", dsn)
     monkeypatch.setenv("BRAIN_HOME", str(tmp_path))
@@ -475,19 +477,7 @@ def test_two_overlapping_collect_runs_land_each_row_once(
     states: list[Any] = []
     try:
         runs = [
-            threading.Thread(
-                target=lambda: states.append(
-                    run_flow(
-                        collect_market_data,
-                        exchanges=list(STREAMS),
-                        symbols=STREAMS,
-                        since=SINCE,
-                        replay=replay.url,
-                        build_marts=False,
-                    )
-                )
-            )
-            for _ in range(2)
+            threading.Thread(target=lambda: states.append(_collect_run(replay))) for _ in range(2)
         ]
         for run in runs:
             run.start()
