@@ -131,10 +131,15 @@ class TableSpec:
     filters: Mapping[str, str]
     time_column: str = "ts"
     quarantine_table: str | None = None
+    # the quarantine table has `landed` (false: a row refused at the door, never in
+    # the raw table, which must not keep a later valid row of its key out)
+    quarantine_has_landed: bool = False
+    # the suite, when it is not raw.<name> (the door's landing table runs raw.ohlcv's)
+    suite_name: str | None = None
 
     @property
     def suite(self) -> str:
-        return f"raw.{self.name}"
+        return self.suite_name or f"raw.{self.name}"
 
 
 TABLES: dict[str, TableSpec] = {
@@ -155,6 +160,7 @@ TABLES: dict[str, TableSpec] = {
         key=("exchange", "symbol", "timeframe", "ts"),
         filters={"exchange": "exchange", "symbol": "symbol", "timeframe": "timeframe"},
         quarantine_table="quarantine_ohlcv",
+        quarantine_has_landed=True,
     ),
     "funding_rates": TableSpec(
         name="funding_rates",
@@ -404,6 +410,8 @@ def _batch_sql(
         conditions.append(f"{time_col} < {_ts_literal(end)}")
     if exclude_quarantined and spec.quarantine_table is not None:
         same_row = " AND ".join(f"q.{_ident(c)} = t.{_ident(c)}" for c in spec.key)
+        if spec.quarantine_has_landed:
+            same_row += " AND q.landed"
         conditions.append(
             f"NOT EXISTS (SELECT 1 FROM {_ident('raw', spec.quarantine_table)} AS q "
             f"WHERE {same_row})"
@@ -927,7 +935,7 @@ def quarantined_timestamps(
         rows = conn.execute(
             """
             select distinct ts from raw.quarantine_ohlcv
-            where exchange = %s and symbol = %s and timeframe = %s
+            where exchange = %s and symbol = %s and timeframe = %s and landed
               and (%s::timestamptz is null or ts >= %s::timestamptz)
               and (%s::timestamptz is null or ts < %s::timestamptz)
             order by ts

@@ -312,20 +312,19 @@ def wait_until_ready(dsn: str, timeout_s: float = 30.0) -> None:
 
 @dataclass(frozen=True)
 class LoadReport:
-    """What a load did: rows new to the table and rows that were already there."""
+    """What a load did with each row: new to the table, already there with the same
+    values, or a revision of a stored candle (other values), applied or refused."""
 
     added: int
     unchanged: int
+    revised: int = 0
+    refused: int = 0
+    # stamps of the refused revisions, first few, for the message
+    refused_ts: tuple[Any, ...] = ()
 
     @property
     def total(self) -> int:
-        return self.added + self.unchanged
-
-
-# the earliest candle any crypto exchange can have (the genesis block, 2009-01-03) and
-# the most a price may be (a plausibility bound: 1e9 of any quote currency per unit)
-EARLIEST_CANDLE = "2009-01-03"
-MAX_PRICE = 1e9
+        return self.added + self.unchanged + self.revised + self.refused
 
 
 def _parse_ts(values: pd.Series, source: str) -> pd.Series:
@@ -350,75 +349,19 @@ def _parse_ts(values: pd.Series, source: str) -> pd.Series:
     raise DataError(f"{source}: column ts has values that are not timestamps")
 
 
-def _rows(mask: Any) -> str:
-    import numpy as np
-
-    rows = np.flatnonzero(np.asarray(mask)) + 1
-    head = ", ".join(str(r) for r in rows[:5])
-    return f"{len(rows)} row(s) (row {head}{', …' if len(rows) > 5 else ''})"
-
-
-def _strict_problems(out: pd.DataFrame, timeframe: str | None) -> list[str]:
-    """One line per broken rule, with its count and first rows, for a file a user
-    gives: what would otherwise land and only be caught by the next training's gate."""
-    import numpy as np
-    import pandas as pd
-
-    prices = out[["open", "high", "low", "close"]].to_numpy()
-    # a row with inf or nan is named for that alone, not for every rule inf breaks
-    finite = np.isfinite(out[list(OHLCV_COLUMNS)].to_numpy()).all(axis=1)
-    problems: list[tuple[str, Any]] = [
-        ("a value is not a finite number (inf, nan)", ~finite),
-        ("a price is not above 0", finite & (prices <= 0).any(axis=1)),
-        (
-            f"a price is above {MAX_PRICE:g}, not plausible",
-            finite & (prices > MAX_PRICE).any(axis=1),
-        ),
-        ("volume is negative", finite & (out["volume"] < 0).to_numpy()),
-        (
-            "high is below open or close",
-            finite & (out["high"] < out[["open", "close"]].max(axis=1)).to_numpy(),
-        ),
-        (
-            "low is above open or close",
-            finite & (out["low"] > out[["open", "close"]].min(axis=1)).to_numpy(),
-        ),
-    ]
-    now = pd.Timestamp.now(tz="UTC")
-    problems.append(
-        (
-            f"ts is before {EARLIEST_CANDLE} or after tomorrow (epoch seconds read as "
-            "milliseconds, or the reverse?)",
-            (out["ts"] < pd.Timestamp(EARLIEST_CANDLE, tz="UTC"))
-            | (out["ts"] > now + pd.Timedelta(days=1)),
-        )
-    )
-    if timeframe is not None and timeframe[-1] in "mhd":
-        from brain_lib.names import bar_minutes
-
-        bar = pd.Timedelta(minutes=bar_minutes(timeframe))
-        stamps = pd.DatetimeIndex(out["ts"])
-        off = (stamps - pd.Timestamp(0, tz="UTC")) % bar != pd.Timedelta(0)
-        problems.append((f"ts is not the open time of a {timeframe} bar (UTC grid)", off))
-    lines = []
-    for rule, mask in problems:
-        flags = np.asarray(mask)
-        if flags.ndim == 2:
-            flags = np.asarray(flags.any(axis=1))
-        if flags.any():
-            lines.append(f"{rule}: {_rows(flags)}")
-    return lines
-
-
-def _check_candles(
-    frame: pd.DataFrame, source: str, *, strict: bool = False, timeframe: str | None = None
+def check_candles(
+    frame: pd.DataFrame, source: str, *, allow_non_finite: bool = False
 ) -> pd.DataFrame:
-    """Validate and normalise a candles frame with columns ts + OHLCV.
+    """The columns ts + OHLCV of a candles frame, typed (ts UTC, float64 values), in
+    the frame's order; a structural problem raises :class:`DataError` with its row.
 
-    ``strict`` (a user's file): also refuse values that are not finite, prices that
-    are not positive or not plausible, inconsistent high/low, timestamps outside
-    :data:`EARLIEST_CANDLE` … tomorrow or off the ``timeframe``'s grid, naming each
-    broken rule with its count and first rows. Booleans are never numbers."""
+    Structural: a missing column, a timestamp or number that cannot be read, a boolean
+    column, a repeated timestamp. Domain rules (prices finite, positive and plausible,
+    high/low consistent, the bar grid, the date range) belong to the raw.ohlcv suite
+    (``expectations/ohlcv.py``) that :mod:`brain_lib.door` runs on a user's file.
+    ``allow_non_finite`` (the door): an empty cell, NaN or inf is kept for that suite
+    to name; otherwise it is refused here.
+    """
     import numpy as np
     import pandas as pd
 
@@ -438,7 +381,7 @@ def _check_candles(
                 f"{source}: row {row + 1}: column {col} is not a number ({out[col].iloc[row]!r})"
             )
         out[col] = values.astype("float64")
-    nulls = out.isna().any(axis=1)
+    nulls = out["ts"].isna() if allow_non_finite else out.isna().any(axis=1)
     if nulls.any():
         row = int(np.flatnonzero(nulls.to_numpy())[0])
         cols = [c for c in out.columns if pd.isna(out[c].iloc[row])]
@@ -447,34 +390,32 @@ def _check_candles(
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
         raise DataError(f"{source}: row {row + 1}: duplicate timestamp {out['ts'].iloc[row]}")
-    if strict:
-        problems = _strict_problems(out, timeframe)
-        if problems:
-            raise DataError(
-                f"{source}: refused, nothing written: "
-                + "; ".join(problems)
-                + " (rows count from 1, the first after the header)"
-            )
-    return out
+    return out.reset_index(drop=True)
 
 
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in microseconds since 1970
-_ROW_DTYPE = [("fields", ">i2"), ("ts_len", ">i4"), ("ts", ">i8")] + [
-    item for col in OHLCV_COLUMNS for item in ((f"{col}_len", ">i4"), (col, ">f8"))
-]
 
 
-def _binary_copy_payload(frame: pd.DataFrame) -> bytes:
-    """The rows of ``frame`` in PostgreSQL's binary COPY format, built with numpy.
+def binary_copy_payload(frame: pd.DataFrame, row_numbers: Any = None) -> bytes:
+    """The rows of ``frame`` (ts + OHLCV) in PostgreSQL's binary COPY format, built
+    with numpy; with ``row_numbers``, each row starts with that int8 field.
 
-    Every row has the same layout (6 fields: timestamptz as int64 microseconds since
-    2000-01-01 UTC, then five float8), so the whole payload is one structured array:
-    signature and header, the rows, and the -1 trailer.
+    Every row has the same layout (timestamptz as int64 microseconds since 2000-01-01
+    UTC, then five float8), so the whole payload is one structured array: signature
+    and header, the rows, and the -1 trailer.
     """
     import numpy as np
 
-    rows = np.empty(len(frame), dtype=np.dtype(_ROW_DTYPE))
-    rows["fields"] = 1 + len(OHLCV_COLUMNS)
+    fields: list[tuple[str, str]] = [("fields", ">i2")]
+    if row_numbers is not None:
+        fields += [("row_len", ">i4"), ("row", ">i8")]
+    fields += [("ts_len", ">i4"), ("ts", ">i8")]
+    fields += [item for col in OHLCV_COLUMNS for item in ((f"{col}_len", ">i4"), (col, ">f8"))]
+    rows = np.empty(len(frame), dtype=np.dtype(fields))
+    rows["fields"] = 1 + len(OHLCV_COLUMNS) + (row_numbers is not None)
+    if row_numbers is not None:
+        rows["row_len"] = 8
+        rows["row"] = np.asarray(row_numbers, dtype="int64")
     rows["ts_len"] = 8
     micros = frame["ts"].dt.tz_convert("UTC").dt.as_unit("us").astype("int64").to_numpy()
     rows["ts"] = micros - _PG_EPOCH_US
@@ -485,6 +426,122 @@ def _binary_copy_payload(frame: pd.DataFrame) -> bytes:
     return header + rows.tobytes() + (-1).to_bytes(2, "big", signed=True)
 
 
+REVISION_RULE_OPEN = "the stored candle was provisional (loaded before the next bar closed)"
+REVISION_RULE_ASKED = "the writer asked to apply revisions (--revise)"
+REVISION_RULE_SETTLED = "the stored candle had settled (loaded after the next bar closed)"
+
+
+def merge_staged_ohlcv(
+    cur: psycopg.Cursor[Any],
+    *,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    source: str,
+    staged: int,
+    revise: bool = False,
+) -> LoadReport:
+    """Land the candles of the temporary table ``_ohlcv_stage`` into ``raw.ohlcv``.
+
+    A stamp not stored yet is added; one stored with the same values is unchanged;
+    one stored with other values is a *revision*, written to the append-only
+    ``raw.ohlcv_revisions`` with both values and the decision. Rule: a revision of a
+    provisional candle (stored before the bar after it closed, ``loaded_at < ts + 2
+    bars``: an exchange's last bar, still open or just closed, when it was fetched) is
+    applied; one of a settled candle is refused (the stored values stay) unless
+    ``revise``. An applied revision updates the row and its ``loaded_at``. Runs in the
+    caller's transaction; ``staged`` is the number of rows in the stage.
+    """
+    from brain_lib.names import bar_minutes
+
+    key = (exchange, symbol, timeframe)
+    cur.execute(
+        """
+        insert into raw.ohlcv_revisions (
+            exchange, symbol, timeframe, ts,
+            old_open, old_high, old_low, old_close, old_volume, old_loaded_at,
+            new_open, new_high, new_low, new_close, new_volume, decision, rule, source)
+        select o.exchange, o.symbol, o.timeframe, o.ts,
+               o.open, o.high, o.low, o.close, o.volume, o.loaded_at,
+               s.open, s.high, s.low, s.close, s.volume,
+               case when %(revise)s or o.loaded_at < o.ts + 2 * %(bar)s * interval '1 minute'
+                    then 'applied' else 'refused' end,
+               case when o.loaded_at < o.ts + 2 * %(bar)s * interval '1 minute'
+                    then %(open)s when %(revise)s then %(asked)s else %(settled)s end,
+               %(source)s
+        from _ohlcv_stage as s
+        join raw.ohlcv as o
+          on o.exchange = %(exchange)s and o.symbol = %(symbol)s
+         and o.timeframe = %(timeframe)s and o.ts = s.ts
+        where (o.open, o.high, o.low, o.close, o.volume)
+              is distinct from (s.open, s.high, s.low, s.close, s.volume)
+        order by o.ts
+        returning ts, decision
+        """,
+        {
+            "exchange": exchange,
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "bar": bar_minutes(timeframe),
+            "revise": revise,
+            "open": REVISION_RULE_OPEN,
+            "asked": REVISION_RULE_ASKED,
+            "settled": REVISION_RULE_SETTLED,
+            "source": source,
+        },
+    )
+    decided = cur.fetchall()
+    applied = [ts for ts, decision in decided if decision == "applied"]
+    refused = [ts for ts, decision in decided if decision == "refused"]
+    if applied:
+        cur.execute(
+            """
+            update raw.ohlcv as o
+            set open = s.open, high = s.high, low = s.low, close = s.close,
+                volume = s.volume, loaded_at = now()
+            from _ohlcv_stage as s
+            where o.exchange = %s and o.symbol = %s and o.timeframe = %s
+              and o.ts = s.ts and s.ts = any(%s)
+            """,
+            (*key, applied),
+        )
+    if refused:
+        log.warning(
+            "%s: %d revision(s) of settled %s %s %s candles refused (raw.ohlcv_revisions)",
+            source,
+            len(refused),
+            exchange,
+            symbol,
+            timeframe,
+        )
+    cur.execute(
+        """
+        insert into raw.ohlcv (exchange, symbol, timeframe, ts, open, high, low, close, volume)
+        select %s, %s, %s, ts, open, high, low, close, volume from _ohlcv_stage
+        on conflict (exchange, symbol, timeframe, ts) do nothing
+        """,
+        key,
+    )
+    added = cur.rowcount
+    return LoadReport(
+        added=added,
+        unchanged=staged - added - len(decided),
+        revised=len(applied),
+        refused=len(refused),
+        refused_ts=tuple(refused[:5]),
+    )
+
+
+def create_ohlcv_stage(cur: psycopg.Cursor[Any]) -> None:
+    """An empty temporary ``_ohlcv_stage`` (ts + OHLCV), dropped at commit."""
+    cur.execute(
+        "create temp table if not exists _ohlcv_stage "
+        "(ts timestamptz, open float8, high float8, low float8, close float8, volume float8) "
+        "on commit drop"
+    )
+    cur.execute("truncate _ohlcv_stage")
+
+
 def copy_ohlcv(
     conn: psycopg.Connection,
     candles: pd.DataFrame,
@@ -493,41 +550,36 @@ def copy_ohlcv(
     symbol: str,
     timeframe: str,
     source: str = "candles",
-    strict: bool = False,
+    revise: bool = False,
 ) -> LoadReport:
-    """Load candles into ``raw.ohlcv`` with binary COPY and an idempotent upsert.
+    """Load candles into ``raw.ohlcv`` with binary COPY and an idempotent merge.
 
-    The rows are copied into a temporary table and inserted with
-    ``ON CONFLICT DO NOTHING`` on the natural key (exchange, symbol, timeframe, ts),
-    so loading the same range twice adds nothing. Runs inside the caller's
-    transaction; ``candles`` needs columns ts, open, high, low, close, volume.
-    ``strict``: refuse the whole frame when a row breaks a candle rule
-    (:func:`_check_candles`), as ``brain ingest ohlcv`` does.
+    The rows are copied into a temporary table and merged on the natural key
+    (exchange, symbol, timeframe, ts) by :func:`merge_staged_ohlcv`: loading the same
+    range twice adds nothing, and a stamp stored with other values is a revision
+    (recorded; applied or refused by its rule). Runs inside the caller's
+    transaction; ``candles`` needs columns ts, open, high, low, close, volume
+    (:func:`check_candles`). A user's file goes through :mod:`brain_lib.door`
+    instead, which runs the quality suite first.
     """
-    frame = _check_candles(candles, source, strict=strict, timeframe=timeframe)
+    frame = check_candles(candles, source)
     if frame.empty:
         return LoadReport(0, 0)
     with conn.cursor() as cur:
-        cur.execute(
-            "create temp table if not exists _ohlcv_stage "
-            "(ts timestamptz, open float8, high float8, low float8, close float8, volume float8) "
-            "on commit drop"
-        )
-        cur.execute("truncate _ohlcv_stage")
+        create_ohlcv_stage(cur)
         with cur.copy(
             "copy _ohlcv_stage (ts, open, high, low, close, volume) from stdin (format binary)"
         ) as copy:
-            copy.write(_binary_copy_payload(frame))
-        cur.execute(
-            """
-            insert into raw.ohlcv (exchange, symbol, timeframe, ts, open, high, low, close, volume)
-            select %s, %s, %s, ts, open, high, low, close, volume from _ohlcv_stage
-            on conflict (exchange, symbol, timeframe, ts) do nothing
-            """,
-            (exchange, symbol, timeframe),
+            copy.write(binary_copy_payload(frame))
+        return merge_staged_ohlcv(
+            cur,
+            exchange=exchange,
+            symbol=symbol,
+            timeframe=timeframe,
+            source=source,
+            staged=len(frame),
+            revise=revise,
         )
-        added = cur.rowcount
-    return LoadReport(added=added, unchanged=len(frame) - added)
 
 
 def load_ohlcv(

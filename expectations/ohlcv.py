@@ -8,6 +8,9 @@
 | expect_candle_volume_non_negative | volume finite and >= 0 | blocking | yes |
 | expect_one_candle_per_bar | (exchange, symbol, timeframe, bar of ts) unique | blocking | yes |
 | expect_candle_ts_aligned | ts on the bar grid of its timeframe | blocking | yes |
+| expect_candle_prices_plausible | high <= max_price | blocking | yes |
+| expect_candle_ts_in_range | earliest_candle <= ts <= now + max_future_hours | blocking | yes |
+| expect_candle_not_a_spike | high <= f x, low >= 1/f x the closes on both sides | blocking | yes |
 | expect_no_candle_gap_longer_than | <= max_gap_bars missing bars in a row | warning | no |
 | expect_candle_move_within | abs(close / previous close - 1) <= max_bar_move | warning | yes |
 
@@ -58,6 +61,14 @@ def build_suite(settings: QualitySettings | None = None) -> ExpectationSuite:
             r.make_rule(r.ExpectCandleVolumeNonNegative, s),
             r.make_rule(r.ExpectOneCandlePerBar, s),
             r.make_rule(r.ExpectCandleTsAligned, s),
+            r.make_rule(r.ExpectCandlePricesPlausible, s, max_price=s.max_price),
+            r.make_rule(
+                r.ExpectCandleTsInRange,
+                s,
+                earliest=s.earliest_candle,
+                max_future_hours=s.max_future_hours,
+            ),
+            r.make_rule(r.ExpectCandleNotASpike, s, max_spike_factor=s.max_spike_factor),
             r.make_rule(r.ExpectNoCandleGapLongerThan, s, max_gap_bars=s.max_gap_bars),
             r.make_rule(r.ExpectCandleMoveWithin, s, max_bar_move=s.max_bar_move),
         ],

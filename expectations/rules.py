@@ -40,8 +40,11 @@ __all__ = [
     "ExpectCandleHighAtTop",
     "ExpectCandleLowAtBottom",
     "ExpectCandleMoveWithin",
+    "ExpectCandleNotASpike",
+    "ExpectCandlePricesPlausible",
     "ExpectCandlePricesPositive",
     "ExpectCandleTsAligned",
+    "ExpectCandleTsInRange",
     "ExpectCandleVolumeNonNegative",
     "ExpectFundingRateWithin",
     "ExpectLiquidationQuantityPositive",
@@ -90,7 +93,17 @@ _FINITE = "'Infinity'::float8"  # x < Infinity is false for +Infinity and NaN (P
 def bar_length_sql(timeframe: str = "timeframe") -> str:
     """SQL: the bar length of ``timeframe`` as an interval; NULL for '1M' and unknown ones."""
     whens = " ".join(f"WHEN '{tf}' THEN interval '{length}'" for tf, length in FIXED_BARS.items())
-    return f"(CASE {timeframe} {whens} END)"
+    # any other <n>m/h/d/w that brain_lib.names accepts: n times the unit
+    units = (
+        f"CASE right({timeframe}, 1) WHEN 'm' THEN interval '1 minute' "
+        f"WHEN 'h' THEN interval '1 hour' WHEN 'd' THEN interval '1 day' "
+        f"ELSE interval '7 days' END"
+    )
+    other = (
+        f"CASE WHEN {timeframe} ~ '^[1-9][0-9]?[0-9]?[0-9]?[mhdw]$' "
+        f"THEN substring({timeframe} from '^[0-9]+')::int * ({units}) END"
+    )
+    return f"(CASE {timeframe} {whens} ELSE {other} END)"
 
 
 def bar_start_sql(ts: str = "ts", timeframe: str = "timeframe") -> str:
@@ -341,6 +354,77 @@ class ExpectCandleMoveWithin(SqlRule):
         return _select_series_where(
             "lag(close) OVER w AS prev_close",
             f"abs(close / nullif(prev_close, 0) - 1) > {bound}",
+        )
+
+
+class ExpectCandlePricesPlausible(SqlRule):
+    """high <= ``max_price``: no quote currency prices a unit above it (1e300 is a typo
+    or an overflow, not a price)."""
+
+    summary: ClassVar[str] = "high is at most {max_price}"
+    column: ClassVar[str | None] = "high"
+
+    max_price: float = 1e9
+
+    @classmethod
+    def violation_query(cls, params: dict[str, Any]) -> str:
+        bound = _sql_number(params["max_price"])
+        return _select_where(f"high > {bound}")
+
+
+class ExpectCandleTsInRange(SqlRule):
+    """``earliest`` <= ts <= now + ``max_future_hours``: before the first crypto
+    exchange or in the future means epoch seconds read as milliseconds (or the
+    reverse), or a typo."""
+
+    summary: ClassVar[str] = "ts is between {earliest} and {max_future_hours} hours from now"
+    column: ClassVar[str | None] = "ts"
+
+    earliest: str = "2009-01-03"
+    max_future_hours: float = 24.0
+
+    @classmethod
+    def violation_query(cls, params: dict[str, Any]) -> str:
+        import datetime as dt
+
+        earliest = dt.date.fromisoformat(str(params["earliest"])).isoformat()
+        hours = _sql_number(params["max_future_hours"])
+        return _select_where(
+            f"(ts >= timestamptz '{earliest} 00:00:00+00' "
+            f"AND ts <= now() + {hours} * interval '1 hour') IS NOT TRUE"
+        )
+
+
+class ExpectCandleNotASpike(SqlRule):
+    """No isolated spike: high is at most ``max_spike_factor`` times, and low at least
+    1 / ``max_spike_factor`` of, the closes of the candles before and after it (the
+    one neighbour at either end of the batch).
+
+    Both neighbours must disagree, so a real level shift flags nothing, and a single
+    bad print flags only itself (its neighbours see one normal close on their other
+    side). Blocking: a move of 10x and back within a bar is a bad tick."""
+
+    summary: ClassVar[str] = (
+        "high at most {max_spike_factor}x, low at least 1/{max_spike_factor} of the "
+        "neighbouring closes"
+    )
+    column: ClassVar[str | None] = "high"
+
+    max_spike_factor: float = 10.0
+
+    @classmethod
+    def violation_query(cls, params: dict[str, Any]) -> str:
+        factor = float(params["max_spike_factor"])
+        if not factor > 1:
+            raise ValueError("max_spike_factor must be above 1")
+        bound = _sql_number(factor)
+        return _select_series_where(
+            "lag(close) OVER w AS prev_close, lead(close) OVER w AS next_close",
+            # a price at or below 0 is expect_candle_prices_positive's, not a spike
+            f"low > 0 AND (high > {bound} * greatest(coalesce(prev_close, next_close), "
+            f"coalesce(next_close, prev_close)) "
+            f"OR low * {bound} < least(coalesce(prev_close, next_close), "
+            f"coalesce(next_close, prev_close)))",
         )
 
 

@@ -55,6 +55,29 @@ class QualitySettings(BaseSettings):
         gt=0,
         description="Largest |close / previous close - 1| of one bar (0.5 = a 50% move).",
     )
+    max_price: float = Field(
+        default=1e9,
+        gt=0,
+        description="Largest plausible price of one unit, in any quote currency.",
+    )
+    max_spike_factor: float = Field(
+        default=10.0,
+        gt=1,
+        description=(
+            "An isolated spike: high above this many times, or low below 1/this of, the "
+            "closes on both sides."
+        ),
+    )
+    earliest_candle: str = Field(
+        default="2009-01-03",
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="No candle before this day (UTC; the genesis block).",
+    )
+    max_future_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="Most hours a candle's ts may lie after now (clock differences).",
+    )
     max_abs_funding_rate: float = Field(
         default=0.03,
         gt=0,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from brain_lib.market import generate_candles
+from brain_lib.quality import quarantined_timestamps, validate_table
 from brain_lib.warehouse import connect
 
 BRAIN = str(Path(sys.executable).with_name("brain"))
@@ -194,33 +195,157 @@ def test_ingest_refuses_bad_names_before_anything(
     assert not (Path(env["BRAIN_HOME"]) / "pg").exists()
 
 
-def test_ingest_refuses_implausible_candles_whole_and_writes_nothing(
+def _quarantined(dsn: str, exchange: str) -> list[tuple[str, int, bool]]:
+    with connect(dsn) as conn:
+        rows = conn.execute(
+            "select expectation, source_row, landed from raw.quarantine_ohlcv "
+            "where exchange = %s order by source_row, expectation",
+            (exchange,),
+        ).fetchall()
+    return [(str(e), int(r), bool(landed)) for e, r, landed in rows]
+
+
+def _stored(dsn: str, exchange: str) -> list[tuple[object, ...]]:
+    with connect(dsn) as conn:
+        return conn.execute(
+            "select ts, open, high, low, close, volume from raw.ohlcv where exchange = %s "
+            "order by ts",
+            (exchange,),
+        ).fetchall()
+
+
+def test_ingest_lands_valid_rows_and_quarantines_the_rest_one_line_per_rule(
+    env: dict[str, str], pg_dsn: str, tmp_path: Path
+) -> None:
+    """The raw.ohlcv suite runs on the file at the door: valid rows land, each broken
+    rule is one line with its count and file rows, the bad rows go to quarantine with
+    landed = false, exit 1; --strict refuses the whole file."""
+    env["BRAIN_DATABASE_URL"] = pg_dsn
+    header = "ts,open,high,low,close,volume\n"
+    good = [f"2025-02-01T{h:02d}:00Z,100,101,99,100.5,10" for h in range(20)]
+    # file row -> (line, the rule that must name it)
+    bad = {
+        21: ("2025-02-01T20:00Z,100,101,99,inf,10", "expect_candle_prices_positive"),
+        22: ("2025-02-01T21:00Z,-1,101,-2,100,10", "expect_candle_prices_positive"),
+        23: ("2025-02-01T22:00Z,100,98,99,100,10", "expect_candle_high_at_top"),
+        24: ("2025-02-01T23:00Z,100,101,99,105,10", "expect_candle_high_at_top"),
+        25: ("2025-02-02T00:00Z,100,101,99,100,-5", "expect_candle_volume_non_negative"),
+        26: ("2025-02-02T01:00Z,100,1e300,99,100,10", "expect_candle_prices_plausible"),
+        27: ("2025-02-02T02:00Z,100,101,99,nan,10", "expect_candle_prices_positive"),
+        28: ("2025-02-02T03:00Z,100,101,99,,10", "expect_candle_prices_positive"),
+        29: ("2025-02-02T04:37Z,100,101,99,100,10", "expect_candle_ts_aligned"),
+        30: ("2025-02-02T05:00Z,100,1500,99,100,10", "expect_candle_not_a_spike"),
+        31: ("2074-02-02T00:00Z,100,101,99,100,10", "expect_candle_ts_in_range"),
+        32: ("1970-01-01T00:00:49Z,100,101,99,100,10", "expect_candle_ts_in_range"),
+    }
+    tail = "2025-02-02T06:00Z,100,101,99,100.5,10"  # row 33, valid
+    path = tmp_path / "mixed.csv"
+    path.write_text(header + "\n".join([*good, *(v[0] for v in bad.values()), tail]) + "\n")
+    args = ("ingest", "ohlcv", str(path), "--symbol", "ADA/USDT")
+
+    proc = brain(*args, "--exchange", "door", env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout.strip() == (
+        f"{path}: 21 rows added, 0 unchanged, 12 quarantined (raw.quarantine_ohlcv) "
+        "(door ADA/USDT 1h)"
+    )
+    lines = [line for line in proc.stderr.splitlines() if "quarantined:" in line]
+    for row, (_, rule) in bad.items():
+        (line,) = [line for line in lines if f"[{rule}]" in line]
+        assert line.startswith(f"{path}: quarantined: ") and f"{row}" in line, line
+    assert "[expect_candle_prices_positive]: 4 row(s) (row 21, 22, 27, 28)" in proc.stderr
+    assert len(lines) == len({rule for _, rule in bad.values()})
+    stored = _stored(pg_dsn, "door")
+    assert len(stored) == 21 and stored[-1][4] == 100.5
+    quarantined = _quarantined(pg_dsn, "door")
+    assert {row for _, row, _ in quarantined} == set(bad)
+    assert all(not landed for *_, landed in quarantined)
+    for row, (_, rule) in bad.items():
+        assert (rule, row, False) in quarantined
+
+    # the same file again: nothing new lands or is copied twice, still exit 1
+    again = brain(*args, "--exchange", "door", env=env)
+    assert again.returncode == 1 and "0 rows added, 21 unchanged, 12 quarantined" in again.stdout
+    assert _quarantined(pg_dsn, "door") == quarantined
+
+    strict = brain(*args, "--exchange", "door-strict", "--strict", env=env)
+    assert strict.returncode == 2, strict.stderr
+    assert strict.stderr.splitlines()[-1] == (
+        f"error: {path}: refused whole (--strict): 12 row(s) break a blocking rule; "
+        "nothing written (door-strict ADA/USDT 1h)"
+    )
+    assert "refused: " in strict.stderr and strict.stdout == ""
+    assert _stored(pg_dsn, "door-strict") == [] and _quarantined(pg_dsn, "door-strict") == []
+    with connect(pg_dsn) as conn:
+        left = conn.execute("select count(*) from raw.ohlcv_landing").fetchone()
+    assert left == (0,)  # no batch is left behind in the landing table
+
+    # the corrected row lands, and its key's door quarantine does not keep it out of
+    # training (only copies of landed rows do)
+    corrected = tmp_path / "corrected.csv"
+    corrected.write_text(header + "2025-02-01T22:00Z,100,101,99,100,10\n")
+    proc = brain(*args[:2], str(corrected), *args[3:], "--exchange", "door", env=env)
+    assert proc.returncode == 0 and "1 rows added" in proc.stdout, proc.stderr
+    with connect(pg_dsn) as conn:
+        assert quarantined_timestamps(conn, "door", "ADA/USDT", "1h") == []
+        report = validate_table(
+            pg_dsn, "ohlcv", exchange="door", symbol="ADA/USDT", exclude_quarantined=True
+        )
+    assert report.row_count == 22
+
+
+def test_ingest_reports_revisions_refuses_settled_ones_and_applies_them_on_request(
+    env: dict[str, str], pg_dsn: str, tmp_path: Path
+) -> None:
+    """The same candles with other prices are revisions, never "unchanged": kept in
+    raw.ohlcv_revisions; a settled candle keeps its values unless --revise."""
+    env["BRAIN_DATABASE_URL"] = pg_dsn
+    header = "ts,open,high,low,close,volume\n"
+    first = tmp_path / "first.csv"
+    first.write_text(header + "".join(f"2025-03-01T{h:02d}:00Z,10,11,9,10.5,7\n" for h in range(6)))
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text(
+        header
+        + "".join(
+            f"2025-03-01T{h:02d}:00Z,10,11,9,{10.25 if h in (2, 4) else 10.5},7\n" for h in range(6)
+        )
+    )
+    args = ("ingest", "ohlcv", "--exchange", "rev", "--symbol", "ADA/USDT")
+    assert brain(*args[:2], str(first), *args[2:], env=env).returncode == 0
+    proc = brain(*args[:2], str(fixed), *args[2:], env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert f"{fixed}: 0 rows added, 4 unchanged (rev ADA/USDT 1h)" == proc.stdout.strip()
+    assert "2 revision(s) refused" in proc.stderr and "--revise" in proc.stderr
+    assert [r[4] for r in _stored(pg_dsn, "rev")] == [10.5] * 6
+    applied = brain(*args[:2], str(fixed), *args[2:], "--revise", env=env)
+    assert applied.returncode == 0, applied.stderr
+    assert "0 rows added, 4 unchanged, 2 revised" in applied.stdout
+    assert [r[4] for r in _stored(pg_dsn, "rev")] == [10.5, 10.5, 10.25, 10.5, 10.25, 10.5]
+    with connect(pg_dsn) as conn:
+        revisions = conn.execute(
+            "select extract(hour from ts)::int, old_close, new_close, decision from "
+            "raw.ohlcv_revisions where exchange = 'rev' order by revision_id"
+        ).fetchall()
+    assert revisions == [
+        (2, 10.5, 10.25, "refused"),
+        (4, 10.5, 10.25, "refused"),
+        (2, 10.5, 10.25, "applied"),
+        (4, 10.5, 10.25, "applied"),
+    ]
+
+
+def test_ingest_refuses_unreadable_files_whole_and_writes_nothing(
     env: dict[str, str], pg_dsn: str, tmp_path: Path
 ) -> None:
     env["BRAIN_DATABASE_URL"] = pg_dsn
     header = "ts,open,high,low,close,volume\n"
-    good = "".join(f"2025-02-01T{h:02d}:00Z,100,101,99,100.5,10\n" for h in range(10))
-    bad_rows = {
-        "inf": (
-            "2025-02-02T00:00Z,100,101,99,inf,10",
-            "not a finite number (inf, nan): 1 row(s) (row 11) (rows",
-        ),
-        "negative": ("2025-02-02T00:00Z,-1,101,-2,100,10", "not above 0"),
-        "high_low": ("2025-02-02T00:00Z,100,98,99,100,10", "high is below open or close"),
-        "close_above_high": ("2025-02-02T00:00Z,100,101,99,105,10", "high is below"),
-        "volume": ("2025-02-02T00:00Z,100,101,99,100,-5", "volume is negative"),
-        "huge": ("2025-02-02T00:00Z,100,1e300,99,100,10", "not plausible"),
-        "future": ("2074-02-02T00:00Z,100,101,99,100,10", "after tomorrow"),
-        "off_grid": ("2025-02-02T00:37Z,100,101,99,100,10", "not the open time of a 1h bar"),
-    }
-    for name, (row, needle) in bad_rows.items():
-        path = tmp_path / f"{name}.csv"
-        path.write_text(header + good + row + "\n")
-        proc = brain(
-            "ingest", "ohlcv", str(path), "--exchange", "door", "--symbol", "ADA/USDT", env=env
-        )
-        _one_line_error(proc, needle)
-        assert "refused, nothing written" in proc.stderr
+    far = tmp_path / "far.csv"
+    far.write_text(header + "1000000000000000,1,2,0.5,1.5,10\n")  # epoch ms of year 33658
+    proc = brain(
+        "ingest", "ohlcv", str(far), "--exchange", "unreadable", "--symbol", "ADA/USDT", env=env
+    )
+    _one_line_error(proc, "row 1: column ts: 1000000000000000 is no epoch milliseconds")
     booleans = tmp_path / "bool.parquet"
     import pandas as pd
 
@@ -235,21 +360,44 @@ def test_ingest_refuses_implausible_candles_whole_and_writes_nothing(
         }
     ).to_parquet(booleans)
     proc = brain(
-        "ingest", "ohlcv", str(booleans), "--exchange", "door", "--symbol", "ADA/USDT", env=env
+        "ingest",
+        "ohlcv",
+        str(booleans),
+        "--exchange",
+        "unreadable",
+        "--symbol",
+        "ADA/USDT",
+        env=env,
     )
     _one_line_error(proc, "column high holds booleans")
     semicolons = tmp_path / "semi.csv"
     semicolons.write_text("ts;open;high;low;close;volume\n2025-01-01T00:00Z;1;2;0.5;1.5;10\n")
     proc = brain(
-        "ingest", "ohlcv", str(semicolons), "--exchange", "door", "--symbol", "ADA/USDT", env=env
+        "ingest",
+        "ohlcv",
+        str(semicolons),
+        "--exchange",
+        "unreadable",
+        "--symbol",
+        "ADA/USDT",
+        env=env,
     )
     _one_line_error(proc, "separated by ';'")
     proc = brain(
-        "ingest", "ohlcv", str(tmp_path), "--exchange", "door", "--symbol", "ADA/USDT", env=env
+        "ingest",
+        "ohlcv",
+        str(tmp_path),
+        "--exchange",
+        "unreadable",
+        "--symbol",
+        "ADA/USDT",
+        env=env,
     )
     _one_line_error(proc, "is a folder")
     with connect(pg_dsn) as conn:
-        stored = conn.execute("select count(*) from raw.ohlcv where exchange = 'door'").fetchone()
+        stored = conn.execute(
+            "select count(*) from raw.ohlcv where exchange = 'unreadable'"
+        ).fetchone()
     assert stored == (0,)
     # mixed offsets are read (both are the same instant's grid), nothing is lost
     mixed = tmp_path / "mixed.csv"
@@ -257,7 +405,7 @@ def test_ingest_refuses_implausible_candles_whole_and_writes_nothing(
         header + "2025-03-01T00:00:00Z,1,2,0.5,1.5,10\n2025-03-01T06:00:00+05:00,1,2,0.5,1.5,10\n"
     )
     proc = brain(
-        "ingest", "ohlcv", str(mixed), "--exchange", "door", "--symbol", "ADA/USDT", env=env
+        "ingest", "ohlcv", str(mixed), "--exchange", "unreadable", "--symbol", "ADA/USDT", env=env
     )
     assert proc.returncode == 0 and "2 rows added" in proc.stdout, proc.stderr
 

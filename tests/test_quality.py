@@ -43,6 +43,9 @@ OHLCV_EXPECTATIONS = {
     "expect_candle_volume_non_negative": "blocking",
     "expect_one_candle_per_bar": "blocking",
     "expect_candle_ts_aligned": "blocking",
+    "expect_candle_prices_plausible": "blocking",
+    "expect_candle_ts_in_range": "blocking",
+    "expect_candle_not_a_spike": "blocking",
     "expect_no_candle_gap_longer_than": "warning",
     "expect_candle_move_within": "warning",
 }
@@ -68,6 +71,22 @@ def _second_candle_in_a_bar(frame: pd.DataFrame) -> pd.DataFrame:
 def _gap(frame: pd.DataFrame) -> pd.DataFrame:
     # 6 missing bars (more than the default 3) and, elsewhere, 2 (allowed)
     return frame.drop(index=[*range(60, 66), 120, 121]).reset_index(drop=True)
+
+
+def _huge(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[90, "high"] = 1e10  # above any price: a typo or an overflow
+    return frame
+
+
+def _wick(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.loc[95, "low"] = frame.loc[95, "low"] / 50  # a bad print, both neighbours normal
+    return frame
+
+
+def _far_future(frame: pd.DataFrame) -> pd.DataFrame:
+    extra = frame.iloc[[-1]].copy()
+    extra["ts"] = pd.Timestamp("2074-02-02", tz="UTC")  # epoch seconds read as ms, or a typo
+    return pd.concat([frame, extra]).reset_index(drop=True)
 
 
 def _negative_volume(frame: pd.DataFrame) -> pd.DataFrame:
@@ -105,6 +124,12 @@ DEFECTS = {
     "SPIKE/USDT": (_spike, {"expect_candle_move_within": 2}),
     "MISALIGNED/USDT": (_misaligned, {"expect_candle_ts_aligned": 1}),
     "ZERO/USDT": (_zero_price, {"expect_candle_prices_positive": 1}),
+    "HUGE/USDT": (_huge, {"expect_candle_prices_plausible": 1, "expect_candle_not_a_spike": 1}),
+    "WICK/USDT": (_wick, {"expect_candle_not_a_spike": 1}),
+    "FAR/USDT": (
+        _far_future,
+        {"expect_candle_ts_in_range": 1, "expect_no_candle_gap_longer_than": 1},
+    ),
 }
 # symbols of the gate tests (their rows get quarantined), loaded with the same defects
 GATE_SYMBOLS = {
@@ -236,7 +261,7 @@ def test_an_expectation_that_cannot_run_fails_and_says_why(dsn: str) -> None:
         dsn,
         quality.TABLES["ohlcv"],
         {},
-        "SELECT * FROM raw.funding_rates",  # no candle columns
+        "SELECT 1 AS nothing",  # no candle columns at all
         "broken-run",
         QualitySettings(),
         None,

@@ -45,6 +45,59 @@ def test_copy_is_idempotent_and_round_trips(warehouse_dsn: str) -> None:
     assert str(back.index.tz) == "UTC"
 
 
+def test_a_revision_of_the_open_last_bar_is_applied_of_a_settled_one_refused(
+    warehouse_dsn: str,
+) -> None:
+    """An exchange revises its last bar: a candle stored while its bar (or the next)
+    was still open is provisional and its revision applied; a settled candle keeps
+    its values. Both arrivals are kept in raw.ohlcv_revisions, neither is
+    "unchanged"; the same values again are unchanged and no revision."""
+    now = pd.Timestamp.now(tz="UTC").floor("h")
+    bars = pd.DataFrame(
+        {
+            "ts": [now - pd.Timedelta(hours=6), now],  # settled, still open
+            "open": [1.0, 1.0],
+            "high": [2.0, 2.0],
+            "low": [0.5, 0.5],
+            "close": [1.5, 1.5],
+            "volume": [10.0, 10.0],
+        }
+    )
+    key = {"exchange": "rev", "symbol": "SOL/USDT", "timeframe": "1h"}
+    with connect(warehouse_dsn) as conn:
+        # the settled candle was stored long ago (its loaded_at is what decides)
+        copy_ohlcv(conn, bars.iloc[:1], **key)
+        conn.execute(
+            "update raw.ohlcv set loaded_at = ts + interval '3 hours' where exchange = 'rev'"
+        )
+        copy_ohlcv(conn, bars.iloc[1:], **key)
+    later = bars.assign(close=[1.25, 1.75], volume=[10.0, 12.0])
+    with connect(warehouse_dsn) as conn:
+        report = copy_ohlcv(conn, later, source="replay", **key)
+    assert (report.added, report.unchanged, report.revised, report.refused) == (0, 0, 1, 1)
+    assert report.refused_ts == (now - pd.Timedelta(hours=6),)
+    with connect(warehouse_dsn) as conn:
+        stored = conn.execute(
+            "select close, volume from raw.ohlcv where exchange = 'rev' order by ts"
+        ).fetchall()
+        revisions = conn.execute(
+            "select ts, old_close, new_close, decision, rule, source from raw.ohlcv_revisions "
+            "where exchange = 'rev' order by ts"
+        ).fetchall()
+    assert stored == [(1.5, 10.0), (1.75, 12.0)]
+    assert [(r[0], r[1], r[2], r[3], r[5]) for r in revisions] == [
+        (now - pd.Timedelta(hours=6), 1.5, 1.25, "refused", "replay"),
+        (now, 1.5, 1.75, "applied", "replay"),
+    ]
+    assert "settled" in revisions[0][4] and "provisional" in revisions[1][4]
+    with connect(warehouse_dsn) as conn:
+        again = copy_ohlcv(conn, later.iloc[1:], **key)
+        count = conn.execute(
+            "select count(*) from raw.ohlcv_revisions where exchange = 'rev'"
+        ).fetchone()
+    assert (again.added, again.unchanged, again.revised) == (0, 1, 0) and count == (2,)
+
+
 def test_load_window_is_half_open(warehouse_dsn: str) -> None:
     with connect(warehouse_dsn) as conn:
         frame = load_ohlcv(

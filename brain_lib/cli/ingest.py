@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -12,10 +12,6 @@ from brain_lib.cli._app import (
     _settings,
     ingest_app,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 # ------------------------------------------------------------------------- ingest
 
@@ -58,7 +54,18 @@ def read_candles_file(path: Path) -> Any:
                 frame = frame.rename(columns={alias: "ts"})
                 break
     if "ts" in frame.columns and pd.api.types.is_numeric_dtype(frame["ts"]):
+        if pd.api.types.is_bool_dtype(frame["ts"]):
+            raise DataError(f"{path}: column ts holds booleans, not timestamps")
         unit = "ms" if frame["ts"].abs().max() > 1e11 else "s"
+        # what a nanosecond timestamp can hold (years 1677 … 2262); beyond is no candle
+        limit = 9.2e12 if unit == "ms" else 9.2e9
+        beyond = (frame["ts"].abs() > limit).to_numpy()
+        if beyond.any():
+            row = int(beyond.nonzero()[0][0])
+            raise DataError(
+                f"{path}: row {row + 1}: column ts: {frame['ts'].iloc[row]} is no epoch "
+                f"{'milli' if unit == 'ms' else ''}seconds of a candle (past the year 2262)"
+            )
         frame["ts"] = pd.to_datetime(frame["ts"], unit=unit, utc=True)
     return frame
 
@@ -71,15 +78,33 @@ def ingest_ohlcv(
     exchange: Annotated[str, typer.Option(help="Exchange the candles come from.")],
     symbol: Annotated[str, typer.Option(help="Symbol, e.g. BTC/USDT.")],
     timeframe: Annotated[str, typer.Option(help="Bar length, e.g. 1h.")] = "1h",
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Refuse the whole file when a row breaks a rule (nothing lands)."
+        ),
+    ] = False,
+    revise: Annotated[
+        bool,
+        typer.Option(
+            "--revise",
+            help="Apply the file's values to candles stored with other values (corrections).",
+        ),
+    ] = False,
 ) -> None:
-    """Load candles from a file through the bulk COPY path (idempotent).
+    """Load candles from a file, checked by the raw.ohlcv quality suite first.
 
-    The names are checked first (brain_lib.names), then every row: a file with a value
-    that is not a finite number, a timestamp outside 2009 … tomorrow or off the
-    timeframe's grid, or inconsistent prices is refused whole, with the row and the
-    problem, and nothing is written."""
+    Names are checked before anything else (brain_lib.names). A file that cannot be
+    read (a column, a timestamp or number that is not one, a repeated stamp) is refused
+    whole, exit 2. Otherwise the raw.ohlcv suite (Great Expectations) runs on the file's
+    rows: valid rows land, rows that break a blocking rule go to raw.quarantine_ohlcv
+    with the rule, one line per rule is printed, and the exit code is 1. With --strict
+    such a file is refused whole (exit 2, nothing written). A candle stored with other
+    values is a revision: applied while the stored one was provisional, else refused
+    (exit 1) unless --revise; all are kept in raw.ohlcv_revisions. Exit 0: every row
+    landed or was already there."""
+    from brain_lib.door import land_candles
     from brain_lib.names import check_exchange, check_symbol, check_timeframe
-    from brain_lib.warehouse import connect, copy_ohlcv
 
     check_exchange(exchange, "--exchange")
     check_symbol(symbol, "--symbol")
@@ -87,17 +112,22 @@ def ingest_ohlcv(
     settings = _settings()
     frame = read_candles_file(file)
     dsn = _prepare(settings)
-    with connect(dsn) as conn:
-        report = copy_ohlcv(
-            conn,
-            frame,
-            exchange=exchange,
-            symbol=symbol,
-            timeframe=timeframe,
-            source=str(file),
-            strict=True,
-        )
-    typer.echo(
-        f"{file}: {report.added} rows added, {report.unchanged} unchanged "
-        f"({exchange} {symbol} {timeframe})"
+    report = land_candles(
+        dsn,
+        frame,
+        exchange=exchange,
+        symbol=symbol,
+        timeframe=timeframe,
+        source=str(file),
+        strict=strict,
+        revise=revise,
     )
+    lines = report.lines()
+    for line in lines[:-1]:
+        typer.echo(line, err=True)
+    if report.strict_refused:
+        typer.echo(f"error: {lines[-1]}", err=True)
+        raise typer.Exit(2)
+    typer.echo(lines[-1])
+    if not report.clean:
+        raise typer.Exit(1)

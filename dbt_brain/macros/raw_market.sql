@@ -143,4 +143,43 @@ create table if not exists raw.collection_gaps (
     detected_at   timestamptz not null default now(),
     primary key (exchange, symbol, dataset, series, last_before)
 );
+-- revisions of candles: a row that arrived for a stored candle's key with other values
+-- (an exchange revising its last bar, a user correcting a file). Append-only: one row
+-- per arrival with the stored and the arriving values and what was done with it.
+-- decision 'applied': raw.ohlcv now holds the new values (loaded_at = the revision);
+-- 'refused': raw.ohlcv kept the stored ones. Rule (brain_lib.warehouse.copy_ohlcv): a
+-- stored candle is provisional while it was loaded before the end of the bar after it
+-- (loaded_at < ts + 2 bars: stored while open or just closed) and a revision of it is
+-- applied; a revision of a settled candle is refused unless the writer asks to apply it
+-- (`brain ingest ohlcv --revise`).
+create table if not exists raw.ohlcv_revisions (
+    revision_id    bigint generated always as identity primary key,
+    exchange       text             not null,
+    symbol         text             not null,
+    timeframe      text             not null,
+    ts             timestamptz      not null,
+    old_open       double precision not null,
+    old_high       double precision not null,
+    old_low        double precision not null,
+    old_close      double precision not null,
+    old_volume     double precision not null,
+    old_loaded_at  timestamptz      not null,
+    new_open       double precision not null,
+    new_high       double precision not null,
+    new_low        double precision not null,
+    new_close      double precision not null,
+    new_volume     double precision not null,
+    decision       text             not null check (decision in ('applied', 'refused')),
+    rule           text             not null,
+    source         text             null,
+    revised_at     timestamptz      not null default now()
+);
+create index if not exists ohlcv_revisions_candle
+    on raw.ohlcv_revisions (exchange, symbol, timeframe, ts);
+create or replace trigger ohlcv_revisions_append_only
+    before update or delete on raw.ohlcv_revisions
+    for each row execute function raw.forbid_change('candle revisions');
+create or replace trigger ohlcv_revisions_no_truncate
+    before truncate on raw.ohlcv_revisions
+    for each statement execute function raw.forbid_change('candle revisions');
 {% endmacro %}

@@ -74,7 +74,56 @@ create table if not exists raw.quarantine_ohlcv (
     severity        text             not null,
     run_id          text             not null,
     quarantined_at  timestamptz      not null default now(),
-    primary key (exchange, symbol, timeframe, ts, expectation)
+    landed          boolean          not null default true,
+    source          text             null,
+    source_row      bigint           null,
+    primary key (exchange, symbol, timeframe, ts, expectation, landed)
+);
+-- landed: true for a copy of a row of raw.ohlcv (the gate's), false for a row refused at
+-- the door (`brain ingest ohlcv`): it never reached raw.ohlcv, and it does not keep a
+-- later, valid candle of the same key out of training. source / source_row: the file
+-- and its row (1 = the first after the header) of a row refused at the door.
+alter table raw.quarantine_ohlcv
+    add column if not exists landed boolean not null default true;
+alter table raw.quarantine_ohlcv
+    add column if not exists source text null;
+alter table raw.quarantine_ohlcv
+    add column if not exists source_row bigint null;
+do $migrate$
+begin
+    -- v7: the key gained `landed`, so a door copy and a gate copy of one key coexist
+    if not exists (
+        select 1 from information_schema.key_column_usage
+        where table_schema = 'raw' and table_name = 'quarantine_ohlcv'
+          and constraint_name = 'quarantine_ohlcv_pkey' and column_name = 'landed'
+    ) then
+        alter table raw.quarantine_ohlcv drop constraint quarantine_ohlcv_pkey;
+        alter table raw.quarantine_ohlcv
+            add primary key (exchange, symbol, timeframe, ts, expectation, landed);
+    end if;
+end
+$migrate$;
+
+-- the door's staging area: a batch of outside candles (`brain ingest ohlcv`) waits here,
+-- committed, while Great Expectations runs the raw.ohlcv suite on it through its own
+-- connection; then, in one transaction, its valid rows go to raw.ohlcv, its invalid
+-- ones to raw.quarantine_ohlcv (landed = false) and the batch is deleted. Prices may
+-- be NaN or infinite here: the suite is what names them. A batch left by a killed
+-- process is removed by the next ingest after a day (brain_lib.door).
+create table if not exists raw.ohlcv_landing (
+    batch_id    text             not null,
+    source_row  bigint           not null,
+    exchange    text             not null,
+    symbol      text             not null,
+    timeframe   text             not null,
+    ts          timestamptz      not null,
+    open        double precision null,
+    high        double precision null,
+    low         double precision null,
+    close       double precision null,
+    volume      double precision null,
+    loaded_at   timestamptz      not null default now(),
+    primary key (batch_id, source_row)
 );
 
 -- quarantined funding rates (raw.funding_rates)
