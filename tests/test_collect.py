@@ -5,6 +5,8 @@ answers retried or failed loudly; gaps recorded."""
 from __future__ import annotations
 
 import json
+import time
+import tracemalloc
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -396,6 +398,142 @@ def test_unsupported_combinations_are_recorded_not_crashed(dsn: str, pool: Excha
     assert query(
         dsn, "select count(*) from raw.collection_streams where status = 'unsupported'"
     ) == [(4,)]
+
+
+# ------------------------------------------------------------------ hostile answers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("exchange", "dataset", "fault", "retries"),
+    [
+        ("binance", "ohlcv", {"kind": "garbage"}, 1),  # random bytes, status 200, JSON type
+        ("bybit", "ohlcv", {"kind": "plain_text"}, 1),
+        ("okx", "ohlcv", {"kind": "truncated"}, 1),  # JSON cut in the middle
+        ("bybit", "funding", {"kind": "truncated"}, 1),
+        ("binance", "ohlcv", {"kind": "huge_body"}, 1),  # 16 MiB: refused unread
+        ("binance", "ohlcv", {"kind": "huge_page"}, 1),  # 50 x 1000 rows, 6 MiB: refused
+        ("okx", "ohlcv", {"kind": "huge_page"}, 0),  # 50 x 100 rows fit: the window is kept
+        ("bybit", "oi", {"kind": "huge_page", "factor": 20}, 0),
+    ],
+)
+def test_hostile_200_answers_are_retried_or_trimmed_and_land_the_same_rows(
+    dsn: str,
+    pool: ExchangePool,
+    replay: ReplayServer,
+    exchange: str,
+    dataset: str,
+    fault: dict[str, Any],
+    retries: int,
+) -> None:
+    """Every row stored is one of the clean run's: none outside the window asked for
+    (a huge page's extra rows lie before SINCE and after the exchange's clock), none
+    twice."""
+    spec = StreamSpec(exchange, "BTC/USDT:USDT", dataset, "1h")
+    path = {"ohlcv": KLINES, "funding": FUNDING}.get(dataset, {}).get(exchange, "open-interest")
+    clean, report, rows = _clean_then_faulty(dsn, pool, replay, spec, {"path": path, **fault})
+    assert report.status == "ok", report.message
+    assert report.retries == retries and report.gaps == []
+    assert rows == clean and len(rows) == report.new_rows
+    assert replay.faults.rules[0].fired == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("garbage", "answered with something that is not JSON"),
+        ("truncated", "answered with something that is not JSON: [[1738"),
+        ("huge_body", "answered 16.0 MiB, more than the 2.0 MiB one answer may hold"),
+    ],
+)
+def test_a_hostile_answer_every_time_fails_its_stream_in_one_line_bounded(
+    dsn: str, pool: ExchangePool, replay: ReplayServer, kind: str, reason: str
+) -> None:
+    spec = StreamSpec("binance", "ETH/USDT:USDT", "ohlcv", "1h")
+    other = StreamSpec("bybit", "ETH/USDT:USDT", "ohlcv", "1h")
+    run(dsn, pool, [StreamSpec("binance", "ETH/USDT", "ohlcv")])  # markets loaded
+    replay.faults.add(kind, "/fapi/v1/klines", times=None)
+    tracemalloc.start()
+    try:
+        broken, fine = run(dsn, pool, [spec, other])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert broken.status == "failed" and "\n" not in broken.message
+    assert broken.message.startswith("binance ETH/USDT:USDT ohlcv 1h: fetching ")
+    assert "gave up after 4 attempts (bad answers)" in broken.message and reason in broken.message
+    assert all(ch.isprintable() for ch in broken.message)  # no NUL reaches the warehouse
+    assert stored_candles(dsn, "binance", "ETH/USDT:USDT") == []
+    assert fine.status == "ok" and fine.new_rows == len(closed_hours(SINCE, NOW_MS))
+    assert query(dsn, "select message from raw.collection_streams where exchange = 'binance'"
+                 " and symbol = 'ETH/USDT:USDT'") == [(broken.message,)]  # fmt: skip
+    assert peak < 8 * 2**20  # four answers of 16 MiB were offered, none was held
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skew_h", [3, -3])
+def test_an_exchange_clock_off_by_hours_stores_nothing_from_the_future(
+    dsn: str, pool: ExchangePool, replay: ReplayServer, skew_h: int
+) -> None:
+    """The replay follows the wall clock, skewed: ahead, it serves candles, funding
+    prints and samples that have not happened by the local clock; none is stored."""
+    replay.set_now(None, skew_s=skew_h * 3600)
+    start = time.time() * 1000
+    since = datetime.fromtimestamp(start / 1000 - 86_400, UTC)
+    specs = [
+        StreamSpec("binance", "BTC/USDT:USDT", "ohlcv", "1h"),
+        StreamSpec("okx", "BTC/USDT:USDT", "funding"),
+        StreamSpec("bybit", "BTC/USDT:USDT", "oi", "1h"),
+    ]
+    reports = run(dsn, pool, specs, since=since)
+    end = time.time() * 1000
+    assert [r.status for r in reports] == ["ok"] * 3, [r.message for r in reports]
+    clock = min(end, end + skew_h * HOUR)  # where the data must end, at the latest
+    candles = [c[0] for c in stored_candles(dsn, "binance", "BTC/USDT:USDT")]
+    assert candles[-1] + HOUR <= clock and candles[-1] + 2 * HOUR > min(
+        start, start + skew_h * HOUR
+    )
+    assert candles == list(range(candles[0], candles[-1] + 1, HOUR)) and candles[0] >= ms(since)
+    for table in ("raw.funding_rates", "raw.open_interest"):
+        ((newest,),) = query(dsn, f"select max(ts) from {table}")
+        assert ms(newest) <= clock
+    notes = [f"the {r.exchange} clock is 3.0 h ahead of the local clock" in r.message
+             for r in reports]  # fmt: skip
+    assert notes == [skew_h > 0] * 3
+    if skew_h > 0:  # the exchange did offer what had not closed here
+        offered = served(replay.url, "/fapi/v1/klines", symbol="BTCUSDT", interval="1h", limit=2)
+        assert offered[0][0] + HOUR > end
+
+
+@pytest.mark.slow
+def test_ten_years_of_hourly_candles_are_paged_with_bounded_memory(dsn: str) -> None:
+    """``since`` ten years back on 1h candles, from an exchange that keeps two years:
+    one request per 1,000 hours of the range (the empty ones before its first candle
+    too), one transaction per page of at most 1,000 rows, the memory of one page."""
+    first = datetime(2023, 2, 1, tzinfo=UTC)  # the exchange's first candle
+    config = ReplayConfig(now=NOW, data_start=first.isoformat(), bases=("BTC",))
+    since = datetime(2015, 2, 1, 0, 30, tzinfo=UTC)
+    with ReplayServer(config) as srv:
+        srv.data.candles("BTC", "1h", ms(first), NOW_MS, NOW_MS)  # the path, made once
+        pool = ExchangePool(srv.url, rate_limit_ms=0)
+        run(dsn, pool, [StreamSpec("binance", "BTC/USDT:USDT", "ohlcv", "1d")])  # markets
+        tracemalloc.start()
+        try:
+            (report,) = run(dsn, pool, [StreamSpec("binance", "BTC/USDT", "ohlcv")], since=since)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    hours = closed_hours(first, NOW_MS)
+    assert report.status == "ok" and report.gaps == [], report.message
+    assert report.requests == 1 + -(-len(closed_hours(since, NOW_MS)) // 1000)  # clock, 88
+    assert report.new_rows == len(hours) and report.pages == -(-len(hours) // 1000)
+    per_transaction = query(
+        dsn, "select count(*) from raw.ohlcv where symbol = 'BTC/USDT' group by loaded_at"
+    )
+    assert max(n for (n,) in per_transaction) <= 1000 and len(per_transaction) == report.pages
+    assert [c[0] for c in stored_candles(dsn, "binance", "BTC/USDT")] == hours
+    assert peak < 12 * 2**20  # one page takes ~5 MiB; the 17,500 rows at once, far more
 
 
 # ------------------------------------------------------------------ gaps and retention

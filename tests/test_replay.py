@@ -281,6 +281,50 @@ def test_a_connection_dropped_mid_body_and_a_reset(server: ReplayServer) -> None
     conn.close()
 
 
+def test_hostile_200_answers(server: ReplayServer) -> None:
+    """Random bytes, plain text and cut JSON under status 200 and a JSON content type; a
+    page of 50 x the rows asked for, most outside the window; a body of many MB."""
+    params = {"symbol": "BTCUSDT", "interval": "1h", "startTime": NOW_MS - 20 * HOUR, "limit": 9}
+    for kind in ("garbage", "plain_text", "truncated"):
+        server.faults.add(kind, "/api/v3/klines")
+    server.faults.add("huge_page", "/api/v3/klines")
+    server.faults.add("huge_body", "/api/v3/klines", size=3 * 2**20)
+    host, port = urlsplit(server.url).hostname or "", urlsplit(server.url).port
+    bodies = []
+    for _ in range(5):
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        conn.request("GET", f"/api/v3/klines?{urlencode(params)}")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("application/json")
+        bodies.append(resp.read())
+        assert len(bodies[-1]) == int(resp.headers["Content-Length"])
+        conn.close()
+    _, clean, _ = get(server.url, "/api/v3/klines", **params)
+    garbage, text, cut, huge, padded = bodies
+    for body in (garbage, text, cut):
+        with pytest.raises(ValueError):
+            json.loads(body)
+    assert len(garbage) == 512 and text.startswith(b"upstream connect error")
+    assert json.dumps(clean, separators=(",", ":")).encode().startswith(cut)
+    rows = json.loads(huge)
+    stamps = [r[0] for r in rows]
+    assert len(rows) == 450 and stamps == sorted(stamps) and len(set(stamps)) == 450
+    assert rows[220:229] == clean  # 220 copies of the oldest row, the real ones, 221 more
+    assert stamps[-1] > NOW_MS and stamps[0] < params["startTime"]  # ... past the clock
+    assert len(padded) == 3 * 2**20 and json.loads(padded) == clean
+
+
+def test_the_clock_can_be_skewed_and_what_is_served_moves_with_it(server: ReplayServer) -> None:
+    server.set_now(NOW, skew_s=3 * 3600)
+    try:
+        assert get(server.url, "/api/v5/public/time")[1]["data"] == [{"ts": str(NOW_MS + 3 * HOUR)}]
+        _, rows, _ = get(server.url, "/fapi/v1/klines", symbol="BTCUSDT", interval="1h", limit=1)
+        assert rows[0][0] == NOW_MS + 2.5 * HOUR  # the forming candle of the skewed clock
+    finally:
+        server.set_now(NOW)
+    assert server.now() == NOW_MS
+
+
 def test_faults_after_n_requests_and_the_admin_endpoint(server: ReplayServer) -> None:
     request = urllib.request.Request(
         f"{server.url}/__replay__/faults",

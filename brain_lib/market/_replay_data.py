@@ -83,6 +83,7 @@ class ReplayConfig:
     (spot and perpetuals); ``seed``, ``drift``, ``autocorr``, ``trend``,
     ``trend_half_life``: the synthetic market's settings
     (:class:`~brain_lib.market.SyntheticMarket`), e.g. the demo's planted trend.
+    ``skew_s``: the clock runs this many seconds ahead of ``now`` (negative: behind).
     """
 
     seed: int = 7
@@ -96,6 +97,7 @@ class ReplayConfig:
     autocorr: float = 0.0
     trend: float = 0.0
     trend_half_life: float = 48.0
+    skew_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.source not in ("synthetic", "recorded"):

@@ -4,6 +4,8 @@ instead of the normal one (see :mod:`brain_lib.market.replay`)."""
 from __future__ import annotations
 
 import copy
+import itertools
+import random
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,7 +24,15 @@ FAULT_KINDS = (
     "delay",  # answer after `seconds`
     "drop_connection",  # headers and half of the body, then the connection closes
     "reset",  # the connection closes without an answer
+    "garbage",  # status 200, a JSON content type, `size` (512) random bytes
+    "plain_text",  # status 200, a JSON content type, a line of plain text
+    "truncated",  # status 200, the body cut in the middle (Content-Length says so)
+    "huge_page",  # `factor` (50) x the rows asked for, most outside the asked window
+    "huge_body",  # the real body padded with whitespace to `size` (16 MiB) bytes
 )
+
+HUGE_BODY_BYTES = 16 * 1024 * 1024
+_STAMP_KEYS = ("fundingTime", "fundingRateTimestamp", "timestamp")
 
 
 @dataclass
@@ -43,6 +53,8 @@ class FaultRule:
     status: int | None = None
     field: str | None = None
     seconds: float = 0.0
+    size: int | None = None
+    factor: int = 50
     seen: int = 0
     fired: int = 0
 
@@ -90,7 +102,10 @@ class FaultPlan:
 
     @classmethod
     def from_json(cls, items: list[dict[str, Any]]) -> FaultPlan:
-        keys = {"kind", "path", "exchange", "times", "after", "status", "field", "seconds"}
+        keys = {
+            "kind", "path", "exchange", "times", "after", "status", "field", "seconds",
+            "size", "factor",
+        }  # fmt: skip
         return cls([FaultRule(**{k: v for k, v in item.items() if k in keys}) for item in items])
 
 
@@ -149,4 +164,55 @@ def _mutate(rule: FaultRule, dialect: _Dialect, body: Any) -> Any:
     elif rule.kind == "drop_rows" and len(rows) >= 3:
         third = len(rows) // 3
         del rows[third : 2 * third]
+    return body
+
+
+def broken_payload(rule: FaultRule, payload: bytes) -> bytes | None:
+    """The body that replaces the real ``payload`` for the body faults (None: not one)."""
+    if rule.kind == "garbage":
+        return random.Random(rule.fired).randbytes(rule.size or 512)
+    if rule.kind == "plain_text":
+        return b"upstream connect error or disconnect/reset before headers. reset reason: overflow"
+    if rule.kind == "truncated":
+        return payload[: max(1, len(payload) // 2)]
+    return None
+
+
+def _stamp_key(row: Any) -> Any:
+    """Where a row keeps its stamp: index 0 of a list row, or the first stamp key."""
+    if isinstance(row, list):
+        return 0
+    return next((k for k in _STAMP_KEYS if k in row), None)
+
+
+def huge_page(rule: FaultRule, dialect: _Dialect, body: Any, query: dict[str, str]) -> Any:
+    """The page with ``rule.factor`` x the rows asked for (``limit``, else the page's
+    length): the real rows, and copies of the oldest and newest one stamped on the
+    same grid before and after them, i.e. outside the window asked for (those after
+    it lie past the exchange's clock)."""
+    rows = dialect.rows(body)
+    key = _stamp_key(rows[0]) if rows else None
+    if not rows or key is None:
+        return body
+    stamps = [int(row[key]) for row in rows]
+    gaps = [abs(b - a) for a, b in itertools.pairwise(stamps) if b != a]
+    step = min(gaps, default=3_600_000)
+    try:
+        asked = int(query.get("limit") or len(rows))
+    except ValueError:
+        asked = len(rows)
+    extra = max(rule.factor * asked - len(rows), 0)
+    oldest, newest = rows[stamps.index(min(stamps))], rows[stamps.index(max(stamps))]
+
+    def copy_at(template: Any, ts: int) -> Any:
+        row = copy.copy(template)
+        row[key] = ts if isinstance(template[key], int) else str(ts)
+        if isinstance(row, list) and len(row) > 6 and isinstance(row[6], int):
+            row[6] = ts + step - 1  # binance's close time
+        return row
+
+    before = [copy_at(oldest, min(stamps) - k * step) for k in range(extra // 2, 0, -1)]
+    after = [copy_at(newest, max(stamps) + k * step) for k in range(1, extra - extra // 2 + 1)]
+    ascending = stamps[0] <= stamps[-1]
+    rows[:] = before + rows + after if ascending else after[::-1] + rows + before[::-1]
     return body

@@ -11,12 +11,18 @@ period) into ``raw.open_interest`` and ``liquidations`` into ``raw.liquidations`
    reason, recorded like any run; nothing crashes.
 2. Resume: from the newest stored stamp of the stream + 1 ms (or ``since``, or
    ``default_backfill`` back), clamped to how far back the exchange keeps the dataset.
-   The end is the exchange's clock (``fetch_time``); a candle is only stored once it
-   has closed.
+   The end is the exchange's clock (``fetch_time``), or the local clock when the
+   exchange's runs ahead of it: a candle is only stored once it has closed by both
+   clocks, a funding print or open-interest sample once it is stamped at or before
+   both. An exchange clock more than ``CLOCK_SKEW_NOTE`` (1 min) ahead is noted in the
+   stream's message; one behind is simply where the exchange's data ends.
 3. Pages: windows of ``limit`` steps (``since`` + ``until``), so that a window never
    holds more rows than one request returns, whichever end the exchange cuts (binance
    pages run forward, bybit and okx backward). Funding windows use 1-hour steps, the
-   shortest funding interval, for the same reason.
+   shortest funding interval, for the same reason. Any range is paged this way, ten
+   years of hourly candles too: memory and every transaction hold one page (at most
+   ``limit`` rows), never the range; windows before the exchange's first row cost one
+   empty request each.
 4. Requests: each one retried with exponential backoff (bounded; ``Retry-After``
    honoured) on transient errors (``NetworkError``: ``DDoSProtection``,
    ``RateLimitExceeded``, ``RequestTimeout``, ``ExchangeNotAvailable``, dropped
@@ -25,6 +31,18 @@ period) into ``raw.open_interest`` and ``liquidations`` into ``raw.liquidations`
    ``AuthenticationError``, ``NotSupported``, other ``ExchangeError``) fail the stream
    at once with a message naming exchange, symbol and dataset. A page is only written
    once it parsed and validated whole: never half a page, never a silent hole.
+
+   Hostile answers. A 200 answer that is not JSON (random bytes, plain text, JSON cut
+   in the middle; whatever its content type) is a malformed answer (``BadResponse``,
+   :mod:`~brain_lib.market.exchanges`). Every answer is bounded before it is read
+   whole: at most :func:`page_body_bytes` (``limit`` x 2 KiB, at least 1 MiB: 2 MiB
+   for 1,000 candles, 5-20 x a real page) for a data page; a bigger one is refused
+   unread, or as soon as that much is read, and retried like a malformed answer. A
+   page with more rows than asked for (an exchange ignoring ``limit`` or the window)
+   that fits the bound is kept in part: ccxt keeps the first ``limit`` rows from
+   ``since`` and the collector only the rows stamped inside the window it asked for,
+   each validated; rows outside the window are never stored (those of the next window
+   come with its own request). Messages keep printable characters only.
 5. Gaps: a hole between consecutive stamps (in a page, across pages, or after the
    stored data) is asked for once more; what the exchange still does not have is
    written to ``raw.collection_gaps`` (and cleared when a later re-collection of the
@@ -65,6 +83,7 @@ from brain_lib.errors import (
 from brain_lib.market.exchanges import (
     EXCHANGES,
     ExchangeProfile,
+    body_limit,
     exchange_profile,
     make_exchange,
 )
@@ -94,6 +113,9 @@ DEFAULT_BACKFILL = timedelta(days=365)
 HOUR_MS = 3_600_000
 FUNDING_INTERVAL_MS = 8 * HOUR_MS  # when the market does not say
 MAX_REPAIRS_PER_PAGE = 3
+PAGE_BYTES_PER_ROW = 2048  # 5-20 x what one row of a real answer takes
+MIN_PAGE_BYTES = 1024 * 1024
+CLOCK_SKEW_NOTE = timedelta(minutes=1)  # an exchange clock further ahead is noted
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _UNIFIED_METHOD = {
@@ -116,6 +138,19 @@ def _ms(value: datetime) -> int:
 
 def _iso(ms: int) -> str:
     return _dt(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def page_body_bytes(limit: int) -> int:
+    """The most bytes one answer of ``limit`` rows may take (see the module docstring)."""
+    return max(MIN_PAGE_BYTES, limit * PAGE_BYTES_PER_ROW)
+
+
+def _local_now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _hours(ms: int) -> str:
+    return f"{ms / HOUR_MS:.1f} h" if ms >= HOUR_MS else f"{ms / 60_000:.0f} min"
 
 
 def _timeframe_ms(timeframe: str) -> int:
@@ -342,7 +377,10 @@ def _classify(exc: BaseException) -> str:
 
 
 def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line`` of an error, printable characters only (an exchange's bytes
+    may hold NUL, which PostgreSQL text refuses)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
     text = text if len(text) <= limit else text[:limit] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -691,6 +729,21 @@ class _StreamRun:
 
         return int(self.call("reading the exchange clock", fetch_time))
 
+    def clock(self) -> int:
+        """Where collection ends: the exchange's clock, or the local one when the
+        exchange's runs ahead (nothing is stored that has not happened here too)."""
+        exchange_now, local_now = self.server_now(), _local_now_ms()
+        ahead = exchange_now - local_now
+        if ahead <= 0:
+            return exchange_now
+        if ahead > CLOCK_SKEW_NOTE // timedelta(milliseconds=1):
+            self.notes.append(
+                f"the {self.spec.exchange} clock is {_hours(ahead)} ahead of the local "
+                f"clock: collected up to the local clock ({_iso(local_now)}), not "
+                f"{_iso(exchange_now)}"
+            )
+        return local_now
+
     def stored_last(self, before_ms: int | None = None) -> int | None:
         """Newest stored stamp of the stream (before ``before_ms`` when given)."""
         spec, ds = self.spec, self.dataset
@@ -815,7 +868,12 @@ class _StreamRun:
         return FUNDING_INTERVAL_MS
 
     def request(self, lo: int, hi: int, limit: int) -> list[Any]:
-        """One ccxt call for stamps in ``[lo, hi]`` (ms, inclusive)."""
+        """One ccxt call for stamps in ``[lo, hi]`` (ms, inclusive), its answer bounded
+        to :func:`page_body_bytes` of ``limit`` rows."""
+        with body_limit(self.exchange, page_body_bytes(limit)):
+            return self._request(lo, hi, limit)
+
+    def _request(self, lo: int, hi: int, limit: int) -> list[Any]:
         spec, exchange = self.spec, self.exchange
         name, exclusive = self.profile.until_params.get(spec.dataset, ("until", False))
         params = {name: hi + 1 if exclusive else hi}
@@ -1025,7 +1083,7 @@ def _run_stream(
         if reason is not None:
             report.status, report.message = "unsupported", reason
         else:
-            now = run.server_now()
+            now = run.clock()
             bound = min(now, _ms(until)) if until is not None else now
             stored = run.stored_last()
             cursor = _start_ms(run, now, stored, since, resume, default_backfill)

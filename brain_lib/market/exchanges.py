@@ -16,8 +16,14 @@ read, so none can leak into a log. With ``replay_url`` every entry of ``urls['ap
 points at the replay exchange (:mod:`brain_lib.market.replay`), and a guard refuses any
 request to another address, so a replay run can never reach a real exchange.
 
-A 200 answer that is not JSON (a proxy's HTML page, an empty body) raises ccxt's
-``BadResponse`` instead of reaching the parsers, which would read it as an empty page.
+A 200 answer that is not JSON (a proxy's HTML page, an empty body, random bytes, JSON
+cut in the middle) raises ccxt's ``BadResponse`` instead of reaching the parsers, which
+would read it as an empty page; its snippet in the message is printable text only.
+
+Every answer is bounded: a body larger than ``brain_body_limit`` bytes (default
+:data:`MAX_BODY_BYTES`; the collector lowers it per page with :func:`body_limit`) is
+refused with ``BadResponse`` as soon as its ``Content-Length`` says so, or once that many
+(decoded) bytes have been read, so that no answer can take more memory than that.
 
 The objects are instrumented (:class:`ExchangeTimings`): time in HTTP (including the
 JSON decode), in the JSON decode alone and in the rate limiter's sleeps, so that the
@@ -26,7 +32,10 @@ collection can tell ccxt's parsing apart from the network and the warehouse.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
@@ -37,8 +46,10 @@ from brain_lib.errors import ConfigError, UnknownExchangeError
 
 __all__ = [
     "EXCHANGES",
+    "MAX_BODY_BYTES",
     "ExchangeProfile",
     "ExchangeTimings",
+    "body_limit",
     "exchange_profile",
     "make_exchange",
     "point_at_replay",
@@ -123,6 +134,64 @@ def exchange_profile(exchange_id: str) -> ExchangeProfile:
     return profile
 
 
+MAX_BODY_BYTES = 64 * 1024 * 1024  # any answer: real market lists run to a few MB
+_READ_CHUNK = 64 * 1024
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 1024 / 1024:.1f} MiB"
+
+
+def _printable(text: str, limit: int = 120) -> str:
+    """One line of printable characters (no NUL or control bytes reach a log or the
+    warehouse), at most ``limit`` long."""
+    flat = " ".join(text.split())
+    return "".join(ch if ch.isprintable() else "?" for ch in flat)[:limit]
+
+
+def _bound_body(exchange: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+    """A ``requests`` response hook (it runs before the body is read): read the body,
+    refusing it once it is past ``exchange.brain_body_limit`` bytes."""
+    import ccxt
+
+    limit = int(getattr(exchange, "brain_body_limit", MAX_BODY_BYTES))
+    where = (
+        f"{getattr(exchange, 'id', 'exchange')} {response.request.method} "
+        + str(response.url).split("?")[0]
+    )
+    declared = str(response.headers.get("Content-Length") or "")
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise ccxt.BadResponse(
+            f"{where} answered {_mib(int(declared))}, more than the {_mib(limit)} "
+            f"one answer may hold: refused unread"
+        )
+    chunks, total = [], 0
+    for chunk in response.iter_content(_READ_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            response.close()
+            raise ccxt.BadResponse(
+                f"{where} answered more than the {_mib(limit)} one answer may hold: "
+                f"refused after reading that much"
+            )
+        chunks.append(chunk)
+    response._content = b"".join(chunks)
+    response._content_consumed = True
+    return response
+
+
+@contextlib.contextmanager
+def body_limit(exchange: Any, nbytes: int) -> Iterator[None]:
+    """Bound the answers of the requests made inside (hold the exchange's lock)."""
+    before = getattr(exchange, "brain_body_limit", MAX_BODY_BYTES)
+    exchange.brain_body_limit = min(nbytes, before)
+    try:
+        yield
+    finally:
+        exchange.brain_body_limit = before
+
+
 @dataclass
 class ExchangeTimings:
     """Running totals of one exchange object (seconds, and requests made)."""
@@ -141,6 +210,7 @@ class _Instrumented:
     refuses requests outside ``brain_allowed_prefix`` (set in replay mode)."""
 
     brain_allowed_prefix: str | None = None
+    brain_body_limit: int = MAX_BODY_BYTES
     brain_timings: ExchangeTimings
 
     def fetch(self, url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
@@ -162,7 +232,7 @@ class _Instrumented:
             import ccxt
 
             text = result.decode(errors="replace") if isinstance(result, bytes) else result
-            snippet = " ".join(text.split())[:120] or "an empty body"
+            snippet = _printable(text) or "an empty body"
             raise ccxt.BadResponse(
                 f"{getattr(self, 'id', 'exchange')} {method} {url.split('?')[0]} answered "
                 f"with something that is not JSON: {snippet}"
@@ -244,6 +314,7 @@ def make_exchange(
         }
     )
     exchange.brain_timings = ExchangeTimings()
+    exchange.session.hooks["response"].append(functools.partial(_bound_body, exchange))
     if rate_limit_ms is not None:
         exchange.rateLimit = rate_limit_ms
     if replay_url is not None:

@@ -36,8 +36,14 @@ is stamped after it.
 Faults are injected with a :class:`FaultPlan` (given at start, or changed at run time
 through :attr:`ReplayServer.faults` or ``POST /__replay__/faults``): rate-limit answers
 in each exchange's real format, HTML error pages, missing fields, shuffled or duplicated
-rows, rows dropped from a page, delays, and connections closed before or in the middle
-of a body. Every request is logged (:attr:`ReplayServer.requests`).
+rows, rows dropped from a page, delays, connections closed before or in the middle of a
+body, and hostile 200 answers: random bytes or plain text under a JSON content type,
+JSON cut in the middle, pages of 50 x the rows asked for (most outside the window,
+some past the clock) and bodies of many MB. Every request is logged
+(:attr:`ReplayServer.requests`). The clock itself can be off: ``skew_s``
+(:class:`ReplayConfig`, :meth:`ReplayServer.set_now`) moves the time endpoints and
+what is served (the forming candle, the newest funding print) together, as an
+exchange whose clock runs ahead or behind.
 
 Run it standalone: ``python -m brain_lib.market.replay --port 8765``.
 """
@@ -81,10 +87,13 @@ from brain_lib.market._replay_dialects import (
 from brain_lib.market._replay_faults import (
     _HTML_PAGES,
     FAULT_KINDS,
+    HUGE_BODY_BYTES,
     FaultPlan,
     FaultRule,
     RequestRecord,
     _mutate,
+    broken_payload,
+    huge_page,
 )
 
 log = logging.getLogger(__name__)
@@ -123,15 +132,18 @@ class _App:
         self.data = SyntheticData(config)
         self.dialects = [cls(self.data, config) for cls in _DIALECTS]
         self._fixed_now: int | None = None if config.now is None else _to_ms(config.now)
+        self._skew_ms = round(config.skew_s * 1000)
         self._log_lock = threading.Lock()
         # the newest requests only, so that a long-running replay does not grow forever
         self.requests: deque[RequestRecord] = deque(maxlen=100_000)
 
     def now(self) -> int:
-        return self._fixed_now if self._fixed_now is not None else int(time.time() * 1000)
+        base = self._fixed_now if self._fixed_now is not None else int(time.time() * 1000)
+        return base + self._skew_ms
 
-    def set_now(self, value: int | str | None) -> None:
+    def set_now(self, value: int | str | None, skew_s: float = 0.0) -> None:
         self._fixed_now = None if value is None else _to_ms(value)
+        self._skew_ms = round(skew_s * 1000)
 
     def log(self, record: RequestRecord) -> None:
         with self._log_lock:
@@ -243,7 +255,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, body, headers = dialect.rate_limited(now)
         else:
             status, body = dialect.handle(path, query, now)
-            if status == 200 and rule is not None:
+            if status == 200 and rule is not None and rule.kind == "huge_page":
+                body = huge_page(rule, dialect, body, query)
+            elif status == 200 and rule is not None:
                 body = _mutate(rule, dialect, body)
         if rule is not None and rule.kind == "html":
             status = rule.status or 502
@@ -258,8 +272,32 @@ class _Handler(BaseHTTPRequestHandler):
             headers.setdefault("X-MBX-USED-WEIGHT-1M", "42")
         app.log(RequestRecord("GET", path, query, status, fault))
         payload = json.dumps(body, separators=(",", ":")).encode()
+        if rule is not None and rule.kind == "huge_body":
+            return self._send_padded(status, payload, rule.size or HUGE_BODY_BYTES, headers)
+        if rule is not None and (broken := broken_payload(rule, payload)) is not None:
+            return self._send(rule.status or 200, broken, headers=headers)
         cut = rule is not None and rule.kind == "drop_connection"
         self._send(status, payload, headers=headers, cut=cut)
+
+    def _send_padded(self, status: int, payload: bytes, size: int, headers: dict[str, str]) -> None:
+        """``payload`` with whitespace before its last byte up to ``size`` bytes (still
+        valid JSON), written in chunks: the replay never holds the whole body."""
+        pad = max(size - len(payload), 0)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(len(payload) + pad))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        chunk = b" " * 65536
+        try:
+            self.wfile.write(payload[:-1])
+            while pad > 0:
+                self.wfile.write(chunk[: min(pad, len(chunk))])
+                pad -= len(chunk)
+            self.wfile.write(payload[-1:])
+        except OSError:  # the client stopped reading (it refused the body): expected
+            self._hang_up()
 
 
 class _Server(ThreadingHTTPServer):
@@ -328,9 +366,10 @@ class ReplayServer:
         """The replay's clock (epoch ms)."""
         return self._app.now()
 
-    def set_now(self, value: int | str | None) -> None:
-        """Move the replay's clock (None: follow the wall clock)."""
-        self._app.set_now(value)
+    def set_now(self, value: int | str | None, *, skew_s: float = 0.0) -> None:
+        """Move the replay's clock (None: follow the wall clock), ``skew_s`` seconds
+        ahead of that (negative: behind), as an exchange whose clock is off."""
+        self._app.set_now(value, skew_s)
 
     def start(self) -> ReplayServer:
         if self._server is None:
@@ -391,6 +430,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--source", choices=("synthetic", "recorded"), default="synthetic")
     parser.add_argument("--autocorr", type=float, default=0.0, help="of the synthetic returns")
     parser.add_argument("--trend", type=float, default=0.0, help="planted trend (bar vols)")
+    parser.add_argument("--skew-s", type=float, default=0.0, help="clock skew (s, + ahead)")
     return parser.parse_args(argv)
 
 
@@ -405,6 +445,7 @@ def main(argv: list[str] | None = None) -> None:
         source=args.source,
         autocorr=args.autocorr,
         trend=args.trend,
+        skew_s=args.skew_s,
     )
     serve(config, host=args.host, port=args.port, ready=lambda url: print(url, flush=True))
 
