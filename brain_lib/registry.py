@@ -27,6 +27,28 @@ the registry → rollback; no champion → promotion; otherwise the degradation
 champion pointer. The version, its metrics, the event and the pointer commit in one
 transaction, under an advisory lock per symbol × model type, so overlapping runs judge
 one after the other.
+
+A champion that cannot be served. Every judgement also loads the champion's artifact
+(:func:`load_model`: present, the recorded sha256, a ``manifest.json`` equal to the
+warehouse's manifest, readable by its adapter). When it does not load, the run says so
+(a warning naming the version and the fault, and the decision's reason, which the run's
+summary shows) and judges the challenger against the champion's *recipe* exactly as
+usual — the recipe lives in the warehouse's manifest, the judgement never needed the
+weights. What cannot load cannot stay in service, so:
+
+* the challenger passes → it is promoted and replaces the unservable champion;
+* it does not pass → it is NOT promoted (a refused model never wins by default); the
+  champion pointer moves back to the newest earlier champion of the key whose artifact
+  loads, or, when none does, is removed: the key has no champion until a run promotes
+  one or a person does (``brain models promote``). ``get_active_model`` then says "no
+  champion" instead of failing on a corrupt file.
+
+Either way a ``champion_unservable`` event is written just before the judgement's own
+(same transaction, same instant): ``previous_version_id`` = the unservable champion,
+``version_id`` = the champion after the judgement (the challenger, the restored
+version, or NULL for none), ``details.fault`` = what is wrong. It is a champion-changing
+event (:data:`CHAMPION_CHANGING_EVENTS`): on promotion the promotion event that follows
+at the same instant wins in ``marts.model_champion_history``.
 """
 
 from __future__ import annotations
@@ -70,6 +92,7 @@ __all__ = [
     "JudgementRules",
     "RegisteredVersion",
     "champion_of",
+    "check_stored_manifest",
     "composite_score",
     "decide",
     "deflate",
@@ -84,6 +107,8 @@ __all__ = [
     "replay_champion",
     "rollback",
     "save_artifact",
+    "servability_fault",
+    "servable_predecessor",
     "sha256_file",
     "trial_sharpes",
     "verdict",
@@ -93,7 +118,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SUPPORTED_MANIFEST_FORMAT = 2
-CHAMPION_CHANGING_EVENTS = ("promotion", "manual_promotion", "manual_rollback")
+CHAMPION_CHANGING_EVENTS = (
+    "promotion",
+    "manual_promotion",
+    "manual_rollback",
+    "champion_unservable",
+)
+"""Event types that move the champion pointer to their ``version_id`` (a
+``champion_unservable`` event with no ``version_id`` removes it); a ``rollback`` moves
+nothing."""
 SCORED_METRICS = (
     "sharpe",
     "sortino",
@@ -232,15 +265,64 @@ def check_manifest(manifest: Mapping[str, Any], where: str) -> None:
         raise ManifestError(f"{where}: manifest lacks {', '.join(missing)}")
 
 
+MANIFEST_KEYS_SET_AT_LANDING = ("challenged_version_id",)
+"""Manifest keys the warehouse fills in when the version lands, after its
+``manifest.json`` was written: the only keys in which the two may differ."""
+
+
+def check_stored_manifest(artifact_uri: str, manifest: Mapping[str, Any], version_id: str) -> None:
+    """Refuse a version whose ``manifest.json`` (beside its artifact) and the manifest
+    in ``raw.model_versions`` disagree: one of them was edited by hand.
+
+    Both are written once from the same dict (the file before the version lands; the
+    warehouse keeps it append-only), so any difference outside
+    :data:`MANIFEST_KEYS_SET_AT_LANDING` is a change after the fact — a changed
+    hyperparameter or feature list would load the weights under another recipe.
+    Raises :class:`ManifestError` naming the version, the file and the keys that
+    differ; a missing or unreadable ``manifest.json`` is refused the same way.
+    """
+    import fsspec
+
+    where = f"{artifact_uri.rsplit('/', 1)[0]}/manifest.json"
+    try:
+        fs, _, (path,) = fsspec.get_fs_token_paths(where)
+        with fs.open(path, "r") as handle:
+            stored = json.load(handle)
+    except FileNotFoundError:
+        raise ManifestError(f"version {version_id}: manifest is missing at {where}") from None
+    except (OSError, ValueError) as exc:
+        raise ManifestError(
+            f"version {version_id}: manifest at {where} cannot be read: {exc}"
+        ) from None
+    if not isinstance(stored, dict):
+        raise ManifestError(f"version {version_id}: manifest at {where} is not a JSON object")
+    keys = (set(stored) | set(manifest)) - set(MANIFEST_KEYS_SET_AT_LANDING)
+    changed = sorted(k for k in keys if stored.get(k, _ABSENT) != manifest.get(k, _ABSENT))
+    if changed:
+        raise ManifestError(
+            f"version {version_id}: manifest at {where} differs from the one the warehouse "
+            f"recorded in {', '.join(changed)}; refusing to load an edited manifest"
+        )
+
+
+_ABSENT = object()
+
+
 def load_model(
     artifact_uri: str, expected_sha256: str, manifest: Mapping[str, Any], version_id: str
 ) -> Model:
-    """Fetch an artifact, verify its sha256, and load it with its model type's adapter."""
+    """Fetch an artifact, verify it, and load it with its model type's adapter.
+
+    Verified before anything is loaded: the manifest is one this code reads
+    (:func:`check_manifest`), the ``manifest.json`` beside the artifact equals the
+    warehouse's manifest (:func:`check_stored_manifest`: neither was edited by hand),
+    both name the same sha256, and the artifact's bytes have it."""
     import fsspec
 
     from brain_lib.models import MODEL_TYPES
 
     check_manifest(manifest, f"version {version_id}")
+    check_stored_manifest(artifact_uri, manifest, version_id)
     recorded = manifest.get("artifact", {}).get("sha256")
     if recorded is not None and recorded != expected_sha256:
         raise ArtifactError(
@@ -368,6 +450,13 @@ class Decision:
     threshold: float | None = None
     champion_metrics: dict[str, float] = field(default_factory=dict)
     champion_evaluation: str | None = None
+    champion_fault: str | None = None
+    """Why the judged champion's artifact cannot be served (missing, changed, edited
+    manifest, unreadable); None when it loads."""
+    serving_version_id: str | None = None
+    """The champion after the judgement: the challenger when promoted, else the judged
+    champion, or — when that one cannot be served — the earlier champion restored in
+    its place (None: the key is left without a champion)."""
 
     @property
     def promoted(self) -> bool:
@@ -857,6 +946,49 @@ def version_exists(conn: psycopg.Connection, version_id: str) -> bool:
     return row is not None
 
 
+def servability_fault(conn: psycopg.Connection, version_id: str) -> str | None:
+    """None when the version's artifact loads (:func:`load_model`: present, the
+    recorded sha256, an unedited manifest, readable by its adapter); otherwise what is
+    wrong, in one line without the version prefix."""
+    info = get_version(conn, version_id)
+    try:
+        load_model(info.artifact_uri, info.artifact_sha256, info.manifest, info.version_id)
+    except (ArtifactError, ManifestError) as exc:
+        return str(exc).removeprefix(f"version {version_id}: ")
+    return None
+
+
+def servable_predecessor(
+    conn: psycopg.Connection,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    model_type: str,
+    unservable: str,
+) -> str | None:
+    """The newest earlier champion of the key (by its champion-changing events) whose
+    artifact loads, other than ``unservable``; None when there is none."""
+    rows = conn.execute(
+        """
+        select version_id from raw.model_events
+        where exchange = %s and symbol = %s and timeframe = %s and model_type = %s
+          and event_type = any(%s) and version_id is not null
+        order by created_at desc, event_id desc
+        """,
+        (exchange, symbol, timeframe, model_type, list(CHAMPION_CHANGING_EVENTS)),
+    ).fetchall()
+    tried: set[str] = {unservable}
+    for (version_id,) in rows:
+        if version_id in tried:
+            continue
+        tried.add(version_id)
+        fault = servability_fault(conn, version_id)
+        if fault is None:
+            return str(version_id)
+        log.warning("earlier champion %s cannot be restored either: %s", version_id, fault)
+    return None
+
+
 def judge_and_record(
     conn: psycopg.Connection,
     record: ChallengerRecord,
@@ -875,6 +1007,11 @@ def judge_and_record(
     replayed metrics on the same bars as scope ``champion_replay``), feature
     importance, event → move the champion pointer on promotion. Landing a version that
     is already stored does nothing (idempotent; used by the spool).
+
+    The champion's artifact is loaded too (:func:`servability_fault`); when it cannot
+    be served the rule of the module docstring applies ("A champion that cannot be
+    served"): a warning, a ``champion_unservable`` event before the judgement's own,
+    and the champion pointer never left on it.
     """
     from brain_lib import metrics as m
 
@@ -893,8 +1030,19 @@ def judge_and_record(
         champion_metrics: dict[str, float] | None = None
         champion_score: float | None = None
         how: str | None = None
+        fault: str | None = None
         if current is not None:
             champion_id, champion_manifest = current
+            fault = servability_fault(conn, champion_id)
+            if fault is not None:
+                log.warning(
+                    "champion %s of %s %s cannot be served: %s; judging %s against its recipe",
+                    champion_id,
+                    record.symbol,
+                    record.model_type,
+                    fault,
+                    record.version_id,
+                )
             champion_metrics, how = replay_champion(
                 champion_manifest,
                 record.manifest,
@@ -922,6 +1070,27 @@ def judge_and_record(
             gap = evidence_gap(conn, champion_metrics or {})
             if gap and action == "promotion":
                 reason = f"{reason}: the champion shows {gap}"
+        serving = record.version_id if action == "promotion" else champion_id
+        unservable_reason = ""
+        if fault is not None:
+            if action == "promotion":
+                outcome = f"{record.version_id} replaces it"
+            else:
+                serving = servable_predecessor(
+                    conn,
+                    record.exchange,
+                    record.symbol,
+                    record.timeframe,
+                    record.model_type,
+                    str(champion_id),
+                )
+                outcome = (
+                    f"{serving}, the newest earlier champion that loads, is restored"
+                    if serving
+                    else "no earlier champion loads: no champion is set"
+                )
+            unservable_reason = f"champion {champion_id} cannot be served ({fault}); {outcome}"
+            reason = f"{reason}; {unservable_reason}"
         decision = Decision(
             action=action,
             reason=reason,
@@ -932,6 +1101,8 @@ def judge_and_record(
             threshold=rules.threshold,
             champion_metrics=champion_metrics or {},
             champion_evaluation=how,
+            champion_fault=fault,
+            serving_version_id=serving,
         )
         record.manifest["challenged_version_id"] = decision.champion_version_id
         _insert_version(cur, record, decision.champion_version_id)
@@ -939,6 +1110,8 @@ def judge_and_record(
         if champion_metrics is not None:
             _insert_metrics(cur, record, scope="champion_replay", values=champion_metrics)
         _insert_importance(cur, record)
+        if fault is not None:
+            _record_unservable(cur, record, decision, unservable_reason, at)
         event_id = _insert_event(
             cur,
             event_type=decision.action,
@@ -977,6 +1150,17 @@ def judge_and_record(
                 event_id=event_id,
                 at=at,
             )
+    if fault is not None:
+        log.warning(
+            "champion_unservable",
+            extra={
+                "symbol": record.symbol,
+                "model_type": record.model_type,
+                "unservable_version": decision.champion_version_id,
+                "fault": fault,
+                "champion_version": decision.serving_version_id,
+            },
+        )
     if not decision.promoted:
         log.warning(
             "model_rollback_occurred",
@@ -989,6 +1173,54 @@ def judge_and_record(
             },
         )
     return decision
+
+
+def _record_unservable(
+    cur: psycopg.Cursor[Any],
+    record: ChallengerRecord,
+    decision: Decision,
+    reason: str,
+    at: datetime | None,
+) -> None:
+    """The ``champion_unservable`` event of a judgement, and the pointer moved off the
+    unservable champion: to the restored one, or removed when none loads (on
+    promotion the judgement's own event moves it to the challenger)."""
+    key = {
+        "exchange": record.exchange,
+        "symbol": record.symbol,
+        "timeframe": record.timeframe,
+        "model_type": record.model_type,
+    }
+    event_id = _insert_event(
+        cur,
+        event_type="champion_unservable",
+        exchange=record.exchange,
+        symbol=record.symbol,
+        timeframe=record.timeframe,
+        model_type=record.model_type,
+        version_id=decision.serving_version_id,
+        previous_version_id=decision.champion_version_id,
+        reason=reason,
+        details={
+            "fault": decision.champion_fault,
+            "judged_version_id": record.version_id,
+            "judgement": decision.action,
+        },
+        run_id=record.run_id,
+        at=at,
+    )
+    if decision.promoted:
+        return
+    if decision.serving_version_id is None:
+        cur.execute(
+            """
+            delete from raw.model_champions
+            where exchange = %s and symbol = %s and timeframe = %s and model_type = %s
+            """,
+            (record.exchange, record.symbol, record.timeframe, record.model_type),
+        )
+    else:
+        _set_champion(cur, **key, version_id=decision.serving_version_id, event_id=event_id, at=at)
 
 
 def record_from_result(
@@ -1171,7 +1403,7 @@ def rollback(
             """
             select version_id from raw.model_events
             where exchange = %s and symbol = %s and timeframe = %s and model_type = %s
-              and event_type = any(%s)
+              and event_type = any(%s) and version_id is not null
             order by created_at, event_id
             """,
             (ex, symbol, tf, mt, list(CHAMPION_CHANGING_EVENTS)),

@@ -534,3 +534,103 @@ def test_judge_and_record_is_idempotent(
         again = judge_and_record(conn, record, candles=candles, config=GOOD)
     assert first.action == "promotion" and again.action == "exists"
     assert len(_events(fresh_warehouse)) == 1
+
+
+# --------------------------------------------------- a champion that cannot be served
+
+
+def _champions(dsn: str) -> list[tuple]:  # type: ignore[type-arg]
+    with connect(dsn) as conn:
+        return conn.execute(
+            "select symbol, model_type, version_id, event_id from raw.model_champions"
+        ).fetchall()
+
+
+def _assert_one_loadable_champion(dsn: str, expected: str) -> None:
+    rows = _champions(dsn)
+    assert [(r[0], r[1], r[2]) for r in rows] == [("SOL/USDT", "lightgbm", expected)]
+    with connect(dsn) as conn:
+        info = registry.get_version(conn, expected)
+    registry.verify_servable(info, "serve")
+
+
+def test_an_unservable_champion_is_replaced_by_a_passing_challenger(
+    fresh_warehouse: str,
+    good: TrainingResult,
+    candles: pd.DataFrame,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The champion's artifact changed on disk: the run says so, records a
+    champion_unservable event, judges the challenger against the champion's recipe as
+    usual, and the passing challenger replaces it."""
+    champion, _ = _register(fresh_warehouse, good, candles, tmp_path, GOOD)
+    artifact = Path(champion.artifact_uri)
+    artifact.write_bytes(artifact.read_bytes().replace(b"tree", b"tres", 1))
+    with caplog.at_level("WARNING", logger="brain_lib.registry"):
+        stored, decision = _register(fresh_warehouse, good, candles, tmp_path, GOOD)
+    assert decision.action == "promotion"
+    assert decision.champion_fault is not None and "sha256" in decision.champion_fault
+    assert decision.serving_version_id == stored.version_id
+    # judged on the recipe as usual: the same recipe, so equal scores
+    assert decision.champion_score == pytest.approx(decision.challenger_score)
+    assert f"champion {champion.version_id} cannot be served" in decision.reason
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(champion.version_id in w and "sha256" in w for w in warned), warned
+    events = _events(fresh_warehouse)
+    assert [(e[0], e[1], e[2]) for e in events] == [
+        ("promotion", champion.version_id, None),
+        ("champion_unservable", stored.version_id, champion.version_id),
+        ("promotion", stored.version_id, champion.version_id),
+    ]
+    assert "sha256" in events[1][6] and f"{stored.version_id} replaces it" in events[1][6]
+    _assert_one_loadable_champion(fresh_warehouse, stored.version_id)
+    assert _champions(fresh_warehouse)[0][3] == max(
+        r[0] for r in _event_ids(fresh_warehouse)
+    )  # the promotion, not the unservable event, made it champion
+
+
+def _event_ids(dsn: str) -> list[tuple]:  # type: ignore[type-arg]
+    with connect(dsn) as conn:
+        return conn.execute("select event_id from raw.model_events").fetchall()
+
+
+def test_an_unservable_champion_never_stays_when_the_challenger_fails(
+    fresh_warehouse: str,
+    good: TrainingResult,
+    worse_policy: TrainingResult,
+    candles: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    """A refused challenger is not promoted by default; the champion whose artifact is
+    missing gives way to the newest earlier champion that loads, and when none loads
+    the key is left without a champion. Both are events."""
+    earlier, _ = _register(fresh_warehouse, good, candles, tmp_path, GOOD)
+    champion, _ = _register(fresh_warehouse, good, candles, tmp_path, GOOD)
+    Path(champion.artifact_uri).unlink()
+    stored, decision = _register(fresh_warehouse, worse_policy, candles, tmp_path, WORSE_POLICY)
+    assert decision.action == "rollback"
+    assert decision.champion_fault is not None and "missing" in decision.champion_fault
+    assert decision.champion_score is not None and not math.isnan(decision.champion_score)
+    assert decision.serving_version_id == earlier.version_id
+    events = _events(fresh_warehouse)
+    assert [(e[0], e[1], e[2]) for e in events][2:] == [
+        ("champion_unservable", earlier.version_id, champion.version_id),
+        ("rollback", stored.version_id, champion.version_id),
+    ]
+    assert "the newest earlier champion that loads, is restored" in events[2][6]
+    _assert_one_loadable_champion(fresh_warehouse, earlier.version_id)
+
+    # now the restored one breaks too, and nothing earlier loads: no champion at all
+    Path(earlier.artifact_uri).write_bytes(b"not a model")
+    again, decision = _register(fresh_warehouse, worse_policy, candles, tmp_path, WORSE_POLICY)
+    assert decision.action == "rollback" and decision.serving_version_id is None
+    last = _events(fresh_warehouse)[-2:]
+    assert [(e[0], e[1], e[2]) for e in last] == [
+        ("champion_unservable", None, earlier.version_id),
+        ("rollback", again.version_id, earlier.version_id),
+    ]
+    assert "no earlier champion loads: no champion is set" in last[0][6]
+    assert _champions(fresh_warehouse) == []
+    with connect(fresh_warehouse) as conn, pytest.raises(NoModelError):
+        registry.rollback(conn, "SOL/USDT", reason="bring one back")

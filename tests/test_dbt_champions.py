@@ -450,6 +450,7 @@ def test_build_passes(built: DbtResult) -> None:
         "best_model_per_symbol::best_model_is_best_champion",
         "model_champion_history::champion_history_periods",
         "model_champion_history::champion_history_same_instant",
+        "model_champion_history::champion_history_unservable_champion",
         "assert_best_model_is_top_champion",
         "assert_champion_history_matches_champions",
         "assert_champion_history_is_a_chain",
@@ -608,3 +609,43 @@ def test_a_pointer_that_disagrees_with_the_log_fails_the_build(
                 "where symbol = 'SOL/USDT' and model_type = 'lightgbm'",
                 (A.version_id,),
             )
+
+
+def test_an_existing_warehouse_learns_the_champion_unservable_event(
+    fresh_warehouse: str, tmp_path: Path
+) -> None:
+    """A warehouse created before champion_unservable (the v6 check constraint, under
+    PostgreSQL's default name) accepts it after create_raw_tables, and still refuses an
+    unknown event type; a second run leaves the constraint alone."""
+    old_check = (
+        "check (event_type in ('promotion', 'rollback', 'manual_promotion', 'manual_rollback'))"
+    )
+    insert = (
+        "insert into raw.model_events (event_type, exchange, symbol, timeframe, model_type, "
+        "previous_version_id, reason) values (%s, 'binance', 'SOL/USDT', '1h', 'lightgbm', "
+        "'v', 'artifact missing')"
+    )
+    with psycopg.connect(fresh_warehouse, autocommit=True) as conn:
+        conn.execute("alter table raw.model_events drop constraint model_events_event_type_check")
+        conn.execute(
+            f"alter table raw.model_events add constraint model_events_event_type_check {old_check}"
+        )
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(insert, ("champion_unservable",))
+    for _ in range(2):
+        result = run_dbt(
+            ["run-operation", "create_raw_tables"],
+            dsn=fresh_warehouse,
+            project_dir=PROJECT,
+            state_dir=tmp_path,
+        )
+        assert result.ok, result.output
+    with psycopg.connect(fresh_warehouse, autocommit=True) as conn:
+        conn.execute(insert, ("champion_unservable",))
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(insert, ("demotion",))
+        checks = conn.execute(
+            "select count(*) from pg_constraint where conrelid = 'raw.model_events'::regclass "
+            "and contype = 'c'"
+        ).fetchone()
+    assert checks == (1,)

@@ -150,3 +150,50 @@ def test_versions_are_immutable_folders(result: TrainingResult, tmp_path: Path) 
     registry.save_artifact(result, str(tmp_path), "v1")
     with pytest.raises(Exception, match="already exists; versions are immutable"):
         registry.save_artifact(result, str(tmp_path), "v1")
+
+
+def test_a_hand_edited_manifest_is_refused_at_loading(
+    fresh_warehouse: str, result: TrainingResult, tmp_path: Path
+) -> None:
+    """The manifest.json beside the artifact and the manifest in raw.model_versions must
+    agree (bar what landing fills in): an edit of either one is refused in one line."""
+    from brain_lib.errors import ManifestError
+
+    stored, _ = _register(fresh_warehouse, result, tmp_path)
+    with connect(fresh_warehouse) as conn:
+        info = registry.get_version(conn, stored.version_id)
+    load = lambda manifest: registry.load_model(  # noqa: E731
+        info.artifact_uri, info.artifact_sha256, manifest, info.version_id
+    )
+    assert load(info.manifest).model_type == "lightgbm"  # challenged_version_id may differ
+
+    path = tmp_path / stored.version_id / "manifest.json"
+    original = path.read_text()
+    edited = json.loads(original)
+    edited["hyperparameters"]["num_leaves"] = 255
+    path.write_text(json.dumps(edited))
+    with pytest.raises(ManifestError) as caught:
+        load(info.manifest)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message == (
+        f"version {stored.version_id}: manifest at {path} differs from the one the "
+        "warehouse recorded in hyperparameters; refusing to load an edited manifest"
+    )
+    path.unlink()
+    with pytest.raises(ManifestError, match="manifest is missing at"):
+        load(info.manifest)
+    path.write_text(original)
+
+    # the warehouse's copy edited behind the append-only trigger's back
+    with connect(fresh_warehouse) as conn:
+        conn.execute("alter table raw.model_versions disable trigger model_versions_append_only")
+        conn.execute(
+            "update raw.model_versions set manifest = jsonb_set(manifest, '{features}', "
+            "'[\"ret_1\"]') where version_id = %s",
+            (stored.version_id,),
+        )
+        conn.execute("alter table raw.model_versions enable trigger model_versions_append_only")
+        info = registry.get_version(conn, stored.version_id)
+        with pytest.raises(ManifestError, match=r"recorded in features; refusing to load"):
+            registry.verify_servable(info, "promote")

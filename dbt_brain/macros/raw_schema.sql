@@ -120,7 +120,9 @@ create or replace trigger model_metrics_no_truncate
 create table if not exists raw.model_events (
     event_id             bigint generated always as identity primary key,
     event_type           text not null
-        check (event_type in ('promotion', 'rollback', 'manual_promotion', 'manual_rollback')),
+        constraint model_events_event_type_check
+        check (event_type in ('promotion', 'rollback', 'manual_promotion', 'manual_rollback',
+                              'champion_unservable')),
     exchange             text,
     symbol               text not null,
     timeframe            text,
@@ -138,6 +140,24 @@ create table if not exists raw.model_events (
 );
 alter table raw.model_events
     add column if not exists details jsonb null;
+do $migrate$
+begin
+    -- v7: event_type gained 'champion_unservable' (a judgement found the champion's
+    -- artifact unloadable; brain_lib.registry). Replaced only when it lacks the value,
+    -- so a current warehouse is not locked and re-checked on every run.
+    if not exists (
+        select 1 from pg_constraint
+        where conrelid = 'raw.model_events'::regclass
+          and conname = 'model_events_event_type_check'
+          and pg_get_constraintdef(oid) like '%champion_unservable%'
+    ) then
+        alter table raw.model_events drop constraint if exists model_events_event_type_check;
+        alter table raw.model_events add constraint model_events_event_type_check
+            check (event_type in ('promotion', 'rollback', 'manual_promotion',
+                                  'manual_rollback', 'champion_unservable'));
+    end if;
+end
+$migrate$;
 
 create or replace trigger model_events_append_only
     before update or delete on raw.model_events
@@ -149,7 +169,8 @@ create or replace trigger model_events_no_truncate
 -- the online pointer: the current champion of each (exchange, symbol, timeframe,
 -- model_type). The primary key makes "exactly one champion" a database rule. Upserted
 -- (insert ... on conflict do update) in the transaction that writes the event which
--- made the version champion: promotion, manual_promotion or manual_rollback.
+-- made the version champion: promotion, manual_promotion, manual_rollback or
+-- champion_unservable (which deletes the row when it leaves no champion).
 create table if not exists raw.model_champions (
     exchange    text        not null,
     symbol      text        not null,

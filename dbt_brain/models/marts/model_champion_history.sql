@@ -16,9 +16,13 @@ events as (
 champion_changes as (
 
     -- the events that make version_id the champion; a rollback (an automatic refusal
-    -- of a challenger) leaves the champion where it was and starts no period
+    -- of a challenger) leaves the champion where it was and starts no period. A
+    -- champion_unservable with no version_id leaves the key without a champion: it
+    -- ends the period before it and starts none (dropped in `final`)
     select * from events
-    where event_type in ('promotion', 'manual_promotion', 'manual_rollback')
+    where event_type in (
+        'promotion', 'manual_promotion', 'manual_rollback', 'champion_unservable'
+    )
 
 ),
 
@@ -75,6 +79,7 @@ final as (
         valid_to is null as is_current,
         event_id
     from periods
+    where version_id is not null
 
 )
 

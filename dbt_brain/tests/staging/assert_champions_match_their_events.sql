@@ -1,5 +1,5 @@
 -- Source rule: each row of raw.model_champions points at a champion-changing event
--- (promotion, manual_promotion, manual_rollback) of the same key that made the same
+-- (promotion, manual_promotion, manual_rollback, champion_unservable) of the same key that made the same
 -- version champion, and the version belongs to that key. Returns the offending rows.
 
 with
@@ -31,7 +31,8 @@ select
     champions.event_id,
     case
         when events.event_id is null then 'the event does not exist'
-        when events.event_type not in ('promotion', 'manual_promotion', 'manual_rollback')
+        when events.event_type not in
+            ('promotion', 'manual_promotion', 'manual_rollback', 'champion_unservable')
             then 'the event is a ' || events.event_type || ', which changes no champion'
         when events.version_id is distinct from champions.version_id
             then 'the event made another version champion'
@@ -48,7 +49,8 @@ left join versions
     on versions.version_id = champions.version_id
 where
     events.event_id is null
-    or events.event_type not in ('promotion', 'manual_promotion', 'manual_rollback')
+    or events.event_type not in
+        ('promotion', 'manual_promotion', 'manual_rollback', 'champion_unservable')
     or events.version_id is distinct from champions.version_id
     or (events.exchange, events.symbol, events.timeframe, events.model_type)
         is distinct from
