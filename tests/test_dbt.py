@@ -264,6 +264,45 @@ RAW_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("severity", "text", "NO"),
         ("run_id", "text", "NO"),
         ("quarantined_at", "timestamp with time zone", "NO"),
+        ("landed", "boolean", "NO"),
+        ("source", "text", "YES"),
+        ("source_row", "bigint", "YES"),
+    ],
+    "ohlcv_landing": [
+        ("batch_id", "text", "NO"),
+        ("source_row", "bigint", "NO"),
+        ("exchange", "text", "NO"),
+        ("symbol", "text", "NO"),
+        ("timeframe", "text", "NO"),
+        ("ts", "timestamp with time zone", "NO"),
+        ("open", "double precision", "YES"),
+        ("high", "double precision", "YES"),
+        ("low", "double precision", "YES"),
+        ("close", "double precision", "YES"),
+        ("volume", "double precision", "YES"),
+        ("loaded_at", "timestamp with time zone", "NO"),
+    ],
+    "ohlcv_revisions": [
+        ("revision_id", "bigint", "NO"),
+        ("exchange", "text", "NO"),
+        ("symbol", "text", "NO"),
+        ("timeframe", "text", "NO"),
+        ("ts", "timestamp with time zone", "NO"),
+        ("old_open", "double precision", "NO"),
+        ("old_high", "double precision", "NO"),
+        ("old_low", "double precision", "NO"),
+        ("old_close", "double precision", "NO"),
+        ("old_volume", "double precision", "NO"),
+        ("old_loaded_at", "timestamp with time zone", "NO"),
+        ("new_open", "double precision", "NO"),
+        ("new_high", "double precision", "NO"),
+        ("new_low", "double precision", "NO"),
+        ("new_close", "double precision", "NO"),
+        ("new_volume", "double precision", "NO"),
+        ("decision", "text", "NO"),
+        ("rule", "text", "NO"),
+        ("source", "text", "YES"),
+        ("revised_at", "timestamp with time zone", "NO"),
     ],
     "quarantine_open_interest": [
         ("exchange", "text", "NO"),
@@ -320,7 +359,9 @@ RAW_PRIMARY_KEYS = {
     "open_interest": ["exchange", "symbol", "period", "ts"],
     "quarantine_funding_rates": ["exchange", "symbol", "ts", "expectation"],
     "quarantine_liquidations": ["exchange", "symbol", "liquidation_key", "expectation"],
-    "quarantine_ohlcv": ["exchange", "symbol", "timeframe", "ts", "expectation"],
+    "quarantine_ohlcv": ["exchange", "symbol", "timeframe", "ts", "expectation", "landed"],
+    "ohlcv_landing": ["batch_id", "source_row"],
+    "ohlcv_revisions": ["revision_id"],
     "quarantine_open_interest": ["exchange", "symbol", "period", "ts", "expectation"],
     "retrain_requests": ["request_id"],
     "sentiment": ["source", "item_key"],
@@ -344,6 +385,7 @@ APPEND_ONLY = (
     "feature_importance",
     "feature_distributions",
     "collection_runs",
+    "ohlcv_revisions",
     "data_quality_results",
     "quarantine_ohlcv",
     "quarantine_funding_rates",
@@ -933,6 +975,24 @@ def test_create_raw_tables_upgrades_a_first_release_warehouse(
             """,
             ("0" * 64, T0, T0),
         )
+        # raw.quarantine_ohlcv as schema v6 had it (its key had no `landed` yet)
+        conn.execute(
+            """
+            create table raw.quarantine_ohlcv (
+                exchange text not null, symbol text not null, timeframe text not null,
+                ts timestamptz not null, open double precision null,
+                high double precision null, low double precision null,
+                close double precision null, volume double precision null,
+                loaded_at timestamptz null, expectation text not null, reason text not null,
+                severity text not null, run_id text not null,
+                quarantined_at timestamptz not null default now(),
+                primary key (exchange, symbol, timeframe, ts, expectation)
+            );
+            insert into raw.quarantine_ohlcv (exchange, symbol, timeframe, ts, expectation,
+                                              reason, severity, run_id)
+            values ('binance', 'BTC/USDT', '1h', '2025-01-01', 'expect_x', 'r', 'blocking', 'q');
+            """
+        )
     for _ in range(2):  # the upgrade, then a plain re-run on the upgraded warehouse
         run_dbt(
             ["run-operation", "create_raw_tables"],
@@ -946,6 +1006,10 @@ def test_create_raw_tables_upgrades_a_first_release_warehouse(
         fresh_dsn, "select version_id, code_version, challenged_version_id from raw.model_versions"
     )
     assert rows == [("old.v", None, None)]
+    # the v6 quarantine row is kept, as a copy of a landed candle
+    assert _query(fresh_dsn, "select expectation, landed, source from raw.quarantine_ohlcv") == [
+        ("expect_x", True, None)
+    ]
     with psycopg.connect(fresh_dsn) as conn, pytest.raises(psycopg.errors.RaiseException):
         conn.execute("delete from raw.model_versions where version_id = 'old.v'")
 

@@ -36,7 +36,7 @@ def test_data_quality_daily_summarises_the_recorded_results(
                 frame.loc[10, "volume"] = -1.0
                 frame.loc[20, "volume"] = -2.0
             copy_ohlcv(conn, frame, exchange="dq", symbol=symbol, timeframe="1h")
-    # two runs, each validating both symbols: 2 runs x 2 batches x 8 expectations
+    # two runs, each validating both symbols: 2 runs x 2 batches x 11 expectations
     for run in ("run-a", "run-b"):
         quality.run_quality_checks(
             warehouse_dsn, tables=["ohlcv"], exchange="dq", symbol="OK/USDT", run_id=run
@@ -59,7 +59,7 @@ def test_data_quality_daily_summarises_the_recorded_results(
         "select expectation_type, severity, runs, checks, failures, unexpected_rows, "
         "rows_checked, symbols, pass_rate from marts.data_quality_daily order by 1",
     )
-    assert len(rows) == 8
+    assert len(rows) == 11
     by_type = {row[0]: row[1:] for row in rows}
     assert by_type["expect_candle_volume_non_negative"] == ("blocking", 2, 4, 2, 4, 400, 2, 0.5)
     assert by_type["expect_no_candle_gap_longer_than"] == ("warning", 2, 4, 0, 0, 400, 2, 1.0)
