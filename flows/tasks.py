@@ -289,7 +289,7 @@ def land_version(
         "version_id": record.version_id,
         "status": "ok",
         "decision": decision.action,
-        "champion": record.version_id if decision.promoted else decision.champion_version_id,
+        "champion": decision.serving_version_id or "",
         "reason": decision.reason,
         "degradation": decision.degradation,
         "composite": decision.challenger_score,
