@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 from brain_lib import warehouse
 from brain_lib.quality import (
+    TABLES,
     ExpectationResult,
     QualityReport,
     TableSpec,
@@ -61,20 +62,7 @@ log = logging.getLogger(__name__)
 # the landing table, validated with the raw.ohlcv suite; filtered on its batch only
 LANDING = TableSpec(
     name="ohlcv_landing",
-    columns=(
-        "batch_id",
-        "source_row",
-        "exchange",
-        "symbol",
-        "timeframe",
-        "ts",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "loaded_at",
-    ),
+    columns=("batch_id", "source_row", *TABLES["ohlcv"].columns),
     key=("batch_id", "source_row"),
     filters={"batch": "batch_id"},
     suite_name="raw.ohlcv",
@@ -114,7 +102,8 @@ class DoorReport:
     load: warehouse.LoadReport
     quarantined: int = 0  # copies newly written to raw.quarantine_ohlcv
     bad_rows: int = 0  # rows of the file that break a blocking rule
-    strict_refused: bool = False
+    # why the whole file was refused (nothing written), or None
+    refused_whole: str | None = None
     quality: QualityReport | None = field(default=None, repr=False)
 
     @property
@@ -125,13 +114,13 @@ class DoorReport:
     def lines(self) -> list[str]:
         """The report as a person reads it: one line per broken rule, then the sum."""
         what = f"{self.exchange} {self.symbol} {self.timeframe}"
-        verb = "refused" if self.strict_refused else "quarantined"
+        verb = "refused" if self.refused_whole else "quarantined"
         out = [f"{self.source}: {r.line(verb)}" for r in self.refused]
         out += [f"{self.source}: {r.line('warning')}" for r in self.warnings]
-        if self.strict_refused:
+        if self.refused_whole:
             out.append(
-                f"{self.source}: refused whole (--strict): {self.bad_rows} row(s) break a "
-                "blocking rule; "
+                f"{self.source}: refused whole ({self.refused_whole}): {self.bad_rows} "
+                "row(s) break a blocking rule; "
                 f"nothing written ({what})"
             )
             return out
@@ -286,12 +275,18 @@ def land_candles(
                     refused.append((result, rows))
                 else:
                     warnings.append(_outcome(result, rows))
-            # a blocking rule that names no rows (it could not run) refuses the batch
-            broken = [r for r in quality.blocking_failures if not r.row_level]
             outcomes = tuple(_outcome(r, rows) for r, rows in refused)
-            if broken:
-                outcomes += tuple(_outcome(r, []) for r in broken)
-            if (strict and outcomes) or broken:
+            bad_rows = len({row for _, rows in refused for row in rows})
+            # a blocking rule that names no rows (a gap rule made blocking) refuses all
+            broken = [r for r in quality.blocking_failures if not r.row_level]
+            whole = (
+                "--strict"
+                if strict and outcomes
+                else "a blocking rule names no rows: " + ", ".join(r.expectation for r in broken)
+                if broken
+                else None
+            )
+            if whole is not None:
                 conn.rollback()
                 return DoorReport(
                     source,
@@ -300,11 +295,11 @@ def land_candles(
                     timeframe,
                     len(frame),
                     run,
-                    outcomes,
+                    outcomes + tuple(_outcome(r, []) for r in broken),
                     tuple(warnings),
                     empty,
-                    bad_rows=len({row for _, rows in refused for row in rows}),
-                    strict_refused=True,
+                    bad_rows=bad_rows,
+                    refused_whole=whole,
                     quality=quality,
                 )
             load, quarantined = _commit_batch(
@@ -323,7 +318,7 @@ def land_candles(
         tuple(warnings),
         load,
         quarantined=quarantined,
-        bad_rows=len({row for _, rows in refused for row in rows}),
+        bad_rows=bad_rows,
         quality=quality,
     )
 

@@ -125,7 +125,7 @@ def ingest_ohlcv(
     lines = report.lines()
     for line in lines[:-1]:
         typer.echo(line, err=True)
-    if report.strict_refused:
+    if report.refused_whole:
         typer.echo(f"error: {lines[-1]}", err=True)
         raise typer.Exit(2)
     typer.echo(lines[-1])
