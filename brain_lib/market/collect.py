@@ -56,29 +56,61 @@ period) into ``raw.open_interest`` and ``liquidations`` into ``raw.liquidations`
 Warehouse errors are not swallowed: they propagate (``WarehouseUnavailableError`` when
 the server is unreachable) so that the caller (the flow's task) can retry the stream,
 which then resumes from what was written.
+
+The stream and report types and the run summary live in ``_collect_types``, the
+normalisers, error classes and the writers of the other tables in ``_collect_rows``;
+import them from here.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import logging
-import math
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from brain_lib import warehouse
 from brain_lib.errors import (
     BrainError,
-    ConfigError,
     WarehouseError,
     WarehouseUnavailableError,
+)
+from brain_lib.market._collect_rows import (
+    Row,
+    _classify,
+    _first_line,
+    _norm_funding,
+    _norm_liquidation,
+    _norm_ohlcv,
+    _norm_oi,
+    _PageError,
+    _retry_after,
+    _StreamFailed,
+    _write_funding,
+    _write_liquidations,
+    _write_oi,
+)
+from brain_lib.market._collect_types import (
+    DATASETS,
+    DEFAULT_BACKFILL,
+    HOUR_MS,
+    Gap,
+    RetryPolicy,
+    StreamReport,
+    StreamSpec,
+    StreamTimings,
+    _dt,
+    _iso,
+    _ms,
+    _timeframe_ms,
+    stream_specs,
+    summary_markdown,
 )
 from brain_lib.market.exchanges import (
     EXCHANGES,
@@ -102,15 +134,13 @@ __all__ = [
     "StreamTimings",
     "collect",
     "collect_stream",
+    "page_body_bytes",
     "stream_specs",
     "summary_markdown",
 ]
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("ohlcv", "funding", "oi", "liquidations")
-DEFAULT_BACKFILL = timedelta(days=365)
-HOUR_MS = 3_600_000
 FUNDING_INTERVAL_MS = 8 * HOUR_MS  # when the market does not say
 MAX_REPAIRS_PER_PAGE = 3
 PAGE_BYTES_PER_ROW = 2048  # 5-20 x what one row of a real answer takes
@@ -126,20 +156,6 @@ _UNIFIED_METHOD = {
 }
 
 
-def _dt(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
-
-
-def _ms(value: datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return (value - _EPOCH) // timedelta(milliseconds=1)
-
-
-def _iso(ms: int) -> str:
-    return _dt(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def page_body_bytes(limit: int) -> int:
     """The most bytes one answer of ``limit`` rows may take (see the module docstring)."""
     return max(MIN_PAGE_BYTES, limit * PAGE_BYTES_PER_ROW)
@@ -151,154 +167,6 @@ def _local_now_ms() -> int:
 
 def _hours(ms: int) -> str:
     return f"{ms / HOUR_MS:.1f} h" if ms >= HOUR_MS else f"{ms / 60_000:.0f} min"
-
-
-def _timeframe_ms(timeframe: str) -> int:
-    """ccxt-style timeframe in ms (``1m``..``1d``; ``1w``, ``1M`` too)."""
-    try:
-        amount, unit = int(timeframe[:-1]), timeframe[-1]
-    except ValueError:
-        raise ConfigError(f"invalid timeframe {timeframe!r} (use e.g. 5m, 1h, 1d)") from None
-    scale = {"m": 60_000, "h": HOUR_MS, "d": 24 * HOUR_MS, "w": 7 * 24 * HOUR_MS}
-    if unit == "M":
-        return amount * 30 * 24 * HOUR_MS
-    if unit not in scale or amount < 1:
-        raise ConfigError(f"invalid timeframe {timeframe!r} (use e.g. 5m, 1h, 1d)")
-    return amount * scale[unit]
-
-
-# ------------------------------------------------------------------------ types
-
-
-@dataclass(frozen=True)
-class StreamSpec:
-    """One stream: ``timeframe`` is the candle timeframe (ohlcv) or the sampling period
-    (oi); it is ignored for funding and liquidations."""
-
-    exchange: str
-    symbol: str
-    dataset: str
-    timeframe: str = "1h"
-
-    def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"unknown dataset {self.dataset!r} (known: {', '.join(DATASETS)})")
-
-    @property
-    def series(self) -> str:
-        return self.timeframe if self.dataset in ("ohlcv", "oi") else ""
-
-    @property
-    def label(self) -> str:
-        parts = [self.exchange, self.symbol, self.dataset] + ([self.series] if self.series else [])
-        return " ".join(parts)
-
-
-@dataclass(frozen=True)
-class Gap:
-    """A hole that remained: nothing between ``last_before`` and ``first_after``."""
-
-    last_before: datetime
-    first_after: datetime
-    missing_rows: int | None
-
-
-@dataclass
-class StreamTimings:
-    """Where a stream's time went (seconds).
-
-    ``ccxt_s``: inside ccxt's unified calls, of which ``http_s`` waiting on the
-    network/server, ``json_s`` decoding JSON, ``throttle_s`` in the rate limiter and
-    ``parse_s`` the rest (request building, parsing into unified structures);
-    ``validate_s``: Brain's checks of the parsed rows; ``write_s``: the warehouse
-    transactions; ``backoff_s``: sleeping between retries.
-    """
-
-    ccxt_s: float = 0.0
-    http_s: float = 0.0
-    json_s: float = 0.0
-    throttle_s: float = 0.0
-    parse_s: float = 0.0
-    validate_s: float = 0.0
-    write_s: float = 0.0
-    backoff_s: float = 0.0
-
-    @property
-    def ccxt_parsing_s(self) -> float:
-        """JSON decoding plus ccxt's parsing: the "ccxt parsing" of the benchmark."""
-        return self.json_s + self.parse_s
-
-
-@dataclass
-class StreamReport:
-    """What one run of one stream did.
-
-    ``status``: ``ok``, ``unsupported`` or ``failed`` (``message`` says why);
-    ``new_rows`` / ``unchanged_rows``: rows added / already stored; ``first_ts`` /
-    ``last_ts``: the range fetched in this run; ``stored_last_ts``: the newest stored
-    stamp after it; ``lag_seconds``: exchange clock minus the end of the newest stored
-    row (a candle ends when it closes); ``gaps``: holes that remained.
-    """
-
-    exchange: str
-    symbol: str
-    dataset: str
-    series: str
-    status: str = "ok"
-    message: str = ""
-    new_rows: int = 0
-    unchanged_rows: int = 0
-    pages: int = 0
-    requests: int = 0
-    retries: int = 0
-    first_ts: datetime | None = None
-    last_ts: datetime | None = None
-    stored_last_ts: datetime | None = None
-    lag_seconds: float | None = None
-    gaps: list[Gap] = field(default_factory=list)
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    finished_at: datetime | None = None
-    run_id: str | None = None
-    timings: StreamTimings = field(default_factory=StreamTimings)
-
-    @property
-    def label(self) -> str:
-        parts = [self.exchange, self.symbol, self.dataset] + ([self.series] if self.series else [])
-        return " ".join(parts)
-
-    @property
-    def elapsed_s(self) -> float:
-        end = self.finished_at or datetime.now(UTC)
-        return (end - self.started_at).total_seconds()
-
-    def as_row(self) -> dict[str, Any]:
-        """A flat, JSON-friendly summary (for artifacts and logs)."""
-        out = asdict(self)
-        out.pop("timings")
-        out["gaps"] = len(self.gaps)
-        for key in ("first_ts", "last_ts", "stored_last_ts", "started_at", "finished_at"):
-            value = out[key]
-            out[key] = value.isoformat() if value is not None else None
-        return out
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded exponential backoff: ``attempts`` tries per request, waits of
-    ``base_delay_s * factor**n`` capped at ``max_delay_s`` (a ``Retry-After`` header
-    may lengthen a wait up to the cap)."""
-
-    attempts: int = 5
-    base_delay_s: float = 0.5
-    factor: float = 2.0
-    max_delay_s: float = 30.0
-    sleep: Callable[[float], None] = time.sleep
-
-    def delay(self, attempt: int, hint_s: float | None = None) -> float:
-        wait = self.base_delay_s * self.factor ** (attempt - 1)
-        if hint_s is not None:
-            wait = max(wait, hint_s)
-        return min(wait, self.max_delay_s)
 
 
 # ------------------------------------------------------------------ exchange pool
@@ -346,144 +214,6 @@ class ExchangePool:
             return handle
 
 
-# --------------------------------------------------------------------- errors
-
-
-class _PageError(Exception):
-    """A parsed page that cannot be written as it is (retried like a bad answer)."""
-
-
-class _StreamFailed(Exception):
-    """Ends a stream as failed with this message."""
-
-
-def _classify(exc: BaseException) -> str:
-    """transient | malformed | symbol | permanent | bug."""
-    import ccxt
-
-    if isinstance(exc, ccxt.BadSymbol):
-        return "symbol"
-    if isinstance(exc, ccxt.AuthenticationError | ccxt.NotSupported):
-        return "permanent"
-    if isinstance(exc, ccxt.NetworkError):
-        return "transient"
-    if isinstance(exc, ccxt.BadResponse | _PageError):
-        return "malformed"
-    if isinstance(exc, ccxt.BaseError | ConfigError):
-        return "permanent"
-    if isinstance(exc, TypeError | ValueError | KeyError | IndexError | AttributeError):
-        return "malformed"  # ccxt choking on a body that is not the expected JSON
-    return "bug"
-
-
-def _first_line(exc: BaseException, limit: int = 300) -> str:
-    """``Type: first line`` of an error, printable characters only (an exchange's bytes
-    may hold NUL, which PostgreSQL text refuses)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    text = text if len(text) <= limit else text[:limit] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _retry_after(exchange: Any) -> float | None:
-    headers = getattr(exchange, "last_response_headers", None) or {}
-    try:
-        value = headers.get("Retry-After")
-        return float(value) if value is not None else None
-    except (TypeError, ValueError, AttributeError):
-        return None
-
-
-# ---------------------------------------------------------------- normalising
-
-
-# a normalised row: (ts_ms, value, ...) per dataset
-Row = tuple[Any, ...]
-
-
-def _need(value: Any, what: str, ts: int | None) -> float:
-    if value is None:
-        where = f"the record stamped {_iso(ts)}" if ts is not None else "a record"
-        raise _PageError(f"{where} has no {what} (the response is missing a field)")
-    return float(value)
-
-
-def _ts_of(value: Any) -> int:
-    if value is None:
-        raise _PageError("a record has no timestamp (the response is missing a field)")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _PageError(f"a record has a timestamp that is not a number ({value!r})")
-    return int(value)
-
-
-def _norm_ohlcv(item: Any, market: Mapping[str, Any]) -> Row:
-    if not isinstance(item, list | tuple) or len(item) < 6:
-        raise _PageError(f"a candle is not [ts, open, high, low, close, volume]: {item!r}")
-    ts = _ts_of(item[0])
-    names = ("open", "high", "low", "close", "volume")
-    values = [_need(v, name, ts) for v, name in zip(item[1:6], names, strict=True)]
-    for name, value in zip(names, values, strict=True):
-        if not math.isfinite(value):
-            raise _PageError(f"the candle stamped {_iso(ts)} has a {name} of {value}")
-    return (ts, *values)
-
-
-def _norm_funding(item: Any, market: Mapping[str, Any]) -> Row:
-    ts = _ts_of(item.get("timestamp"))
-    rate = _need(item.get("fundingRate"), "funding rate", ts)
-    info = item.get("info") or {}
-    mark = info.get("markPrice") if isinstance(info, dict) else None
-    try:
-        mark_price = float(str(mark)) if mark not in (None, "") else None
-    except (TypeError, ValueError):
-        mark_price = None
-    return (ts, rate, mark_price)
-
-
-def _norm_oi(item: Any, market: Mapping[str, Any]) -> Row:
-    ts = _ts_of(item.get("timestamp"))
-    amount = item.get("openInterestAmount")
-    value = item.get("openInterestValue")
-    if amount is None and value is None:
-        raise _PageError(
-            f"the sample stamped {_iso(ts)} has no open interest (the response is missing a field)"
-        )
-    if amount is not None:
-        # ccxt gives contracts; store base currency (contracts x contract size)
-        size = market.get("contractSize") if market.get("linear") else None
-        amount = float(amount) * float(size) if size else float(amount)
-    return (ts, amount, float(value) if value is not None else None)
-
-
-def _liquidation_side(side: Any) -> str | None:
-    """Side of the liquidated position from the side of the liquidation order."""
-    if side is None:
-        return None
-    value = str(side).lower()
-    return {"sell": "long", "buy": "short"}.get(value, value)
-
-
-def _norm_liquidation(item: Any, market: Mapping[str, Any]) -> Row:
-    ts = _ts_of(item.get("timestamp"))
-    price = item.get("price")
-    contracts = item.get("contracts")
-    size = item.get("contractSize") or market.get("contractSize") or 1
-    quantity = item.get("baseValue")
-    if quantity is None and contracts is not None:
-        quantity = float(contracts) * float(size)
-    notional = item.get("quoteValue")
-    side = _liquidation_side(item.get("side"))
-    info = item.get("info") or {}
-    exchange_id = info.get("id") or info.get("orderId") if isinstance(info, dict) else None
-    if exchange_id:
-        key = str(exchange_id)
-    else:
-        raw = f"{ts}|{side}|{price}|{quantity}"
-        key = hashlib.sha256(raw.encode()).hexdigest()
-    as_float = [float(v) if v is not None else None for v in (price, quantity, notional)]
-    return (ts, key, side, *as_float)
-
-
 # -------------------------------------------------------------------- writers
 
 
@@ -503,74 +233,6 @@ def _write_ohlcv(
         source=spec.label,
     )
     return report.added, report.unchanged
-
-
-def _write_funding(
-    conn: psycopg.Connection, spec: StreamSpec, rows: Sequence[Row]
-) -> tuple[int, int]:
-    cur = conn.execute(
-        """
-        insert into raw.funding_rates (exchange, symbol, ts, funding_rate, mark_price)
-        select %s, %s, r.ts, r.rate, r.mark
-        from unnest(%s::timestamptz[], %s::float8[], %s::float8[]) as r(ts, rate, mark)
-        on conflict (exchange, symbol, ts) do nothing
-        """,
-        (
-            spec.exchange,
-            spec.symbol,
-            [_dt(r[0]) for r in rows],
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-        ),
-    )
-    return cur.rowcount, len(rows) - cur.rowcount
-
-
-def _write_oi(conn: psycopg.Connection, spec: StreamSpec, rows: Sequence[Row]) -> tuple[int, int]:
-    cur = conn.execute(
-        """
-        insert into raw.open_interest
-            (exchange, symbol, period, ts, open_interest_amount, open_interest_value)
-        select %s, %s, %s, r.ts, r.amount, r.value
-        from unnest(%s::timestamptz[], %s::float8[], %s::float8[]) as r(ts, amount, value)
-        on conflict (exchange, symbol, period, ts) do nothing
-        """,
-        (
-            spec.exchange,
-            spec.symbol,
-            spec.timeframe,
-            [_dt(r[0]) for r in rows],
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-        ),
-    )
-    return cur.rowcount, len(rows) - cur.rowcount
-
-
-def _write_liquidations(
-    conn: psycopg.Connection, spec: StreamSpec, rows: Sequence[Row]
-) -> tuple[int, int]:
-    cur = conn.execute(
-        """
-        insert into raw.liquidations
-            (exchange, symbol, liquidation_key, ts, side, price, quantity, notional)
-        select %s, %s, r.key, r.ts, r.side, r.price, r.quantity, r.notional
-        from unnest(%s::text[], %s::timestamptz[], %s::text[], %s::float8[], %s::float8[],
-                    %s::float8[]) as r(key, ts, side, price, quantity, notional)
-        on conflict (exchange, symbol, liquidation_key) do nothing
-        """,
-        (
-            spec.exchange,
-            spec.symbol,
-            [r[1] for r in rows],
-            [_dt(r[0]) for r in rows],
-            [r[2] for r in rows],
-            [r[3] for r in rows],
-            [r[4] for r in rows],
-            [r[5] for r in rows],
-        ),
-    )
-    return cur.rowcount, len(rows) - cur.rowcount
 
 
 @dataclass(frozen=True)
@@ -1183,33 +845,6 @@ def _finish(
 # ------------------------------------------------------------------- many streams
 
 
-def stream_specs(
-    exchanges: Iterable[str],
-    symbols: Iterable[str] | Mapping[str, Iterable[str]],
-    datasets: Iterable[str] = DATASETS,
-    *,
-    timeframe: str = "1h",
-    oi_period: str = "1h",
-) -> list[StreamSpec]:
-    """Every exchange x symbol x dataset. ``symbols`` is one list for all exchanges or
-    a list per exchange. Derivatives datasets are left out for spot symbols (no ``:``
-    in the unified symbol), which have none."""
-    datasets = list(datasets)
-    for dataset in datasets:
-        if dataset not in DATASETS:
-            raise ConfigError(f"unknown dataset {dataset!r} (known: {', '.join(DATASETS)})")
-    out = []
-    for exchange in exchanges:
-        chosen = symbols.get(exchange, []) if isinstance(symbols, Mapping) else symbols
-        for symbol in chosen:
-            for dataset in datasets:
-                if dataset != "ohlcv" and ":" not in symbol:
-                    continue
-                series = timeframe if dataset == "ohlcv" else oi_period
-                out.append(StreamSpec(exchange, symbol, dataset, series))
-    return out
-
-
 def collect(
     dsn: str,
     specs: Iterable[StreamSpec],
@@ -1225,54 +860,6 @@ def collect(
     """
     pool = pool or ExchangePool(replay_url)
     return [collect_stream(dsn, spec, pool=pool, **options) for spec in specs]
-
-
-def _fmt_ts(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""
-
-
-def _fmt_lag(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
-
-
-def summary_markdown(reports: Sequence[StreamReport], title: str = "collect-market-data") -> str:
-    """A markdown table of the streams: status, new / unchanged rows, lag, gaps."""
-    counts = {s: sum(1 for r in reports if r.status == s) for s in ("ok", "unsupported", "failed")}
-    new = sum(r.new_rows for r in reports)
-    lines = [
-        f"# {title}",
-        "",
-        f"{len(reports)} streams: {counts['ok']} ok, {counts['unsupported']} unsupported, "
-        f"{counts['failed']} failed; {new} new rows.",
-        "",
-        "| exchange | symbol | dataset | status | new rows | unchanged | last stored | lag "
-        "| gaps | requests | retries | note |",
-        "|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---|",
-    ]
-    for r in reports:
-        dataset = f"{r.dataset} {r.series}".strip()
-        note = r.message.replace("|", "\\|").replace("\n", " ")
-        lines.append(
-            f"| {r.exchange} | {r.symbol} | {dataset} | {r.status} | {r.new_rows} "
-            f"| {r.unchanged_rows} | {_fmt_ts(r.stored_last_ts)} | {_fmt_lag(r.lag_seconds)} "
-            f"| {len(r.gaps)} | {r.requests} | {r.retries} | {note} |"
-        )
-    gaps = [(r, g) for r in reports for g in r.gaps]
-    if gaps:
-        lines += ["", "## Gaps that remain", "", "| stream | after | before | missing |"]
-        lines.append("|---|---|---|---:|")
-        for r, g in gaps:
-            missing = "" if g.missing_rows is None else str(g.missing_rows)
-            lines.append(
-                f"| {r.label} | {_fmt_ts(g.last_before)} | {_fmt_ts(g.first_after)} | {missing} |"
-            )
-    return "\n".join(lines) + "\n"
 
 
 def known_exchanges() -> list[str]:
