@@ -24,6 +24,7 @@ from brain_lib.warehouse import SharedConnection, resolve_dsn
 if TYPE_CHECKING:
     from brain_lib.config import Settings
     from brain_lib.models import Model
+    from brain_lib.selection import ModelSelector, SelectionSettings
 
 __all__ = ["ActiveModel", "BrainLibrary"]
 
@@ -86,6 +87,28 @@ class BrainLibrary:
             return [d.name for d in cur.description or []], cur.fetchall()
 
         return self._db.run(read)
+
+    def selector(
+        self,
+        *,
+        settings: SelectionSettings | None = None,
+        exchange: str | None = None,
+        timeframe: str | None = None,
+        learn: bool = True,
+        record: bool = True,
+    ) -> ModelSelector:
+        """A :class:`~brain_lib.selection.ModelSelector` on the library's connection: the
+        champion that suits the volatility regime, its confidence, whether to switch."""
+        from brain_lib.selection import ModelSelector
+
+        return ModelSelector(
+            self._db,
+            settings=settings,
+            exchange=exchange,
+            timeframe=timeframe,
+            learn=learn,
+            record=record,
+        )
 
     def close(self) -> None:
         """Close the library's connection (it reopens on the next call)."""

@@ -11,7 +11,15 @@ import sys
 
 import typer
 
-from brain_lib.cli import collect, db, ingest, models, quality, train  # noqa: F401  (commands)
+from brain_lib.cli import (  # noqa: F401  (commands)
+    collect,
+    db,
+    ingest,
+    models,
+    quality,
+    select,
+    train,
+)
 from brain_lib.cli._app import EXIT_USER_ERROR, app
 
 __all__ = ["app", "main"]

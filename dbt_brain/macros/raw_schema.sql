@@ -18,7 +18,8 @@
     exists` below its create. New columns go at the END of the create, so a fresh and an
     upgraded warehouse have the same column order.
 
-    Append-only: raw.model_versions, raw.model_metrics and raw.model_events are never
+    Append-only: raw.model_versions, raw.model_metrics, raw.model_events (and
+    raw.model_selections, the selector's decisions) are never
     changed once written; a trigger raises on update, delete and truncate (SQLSTATE
     P0001, "<table> is append-only: ..."). A version is replaced by registering a new
     one; a champion moves by a new event. raw.model_champions is the one table that is
@@ -254,6 +255,45 @@ create table if not exists raw.retrain_requests (
 );
 create unique index if not exists retrain_requests_one_pending
     on raw.retrain_requests (exchange, symbol, timeframe) where consumed_at is null;
+
+-- every decision of brain_lib.selection.ModelSelector (v7): the regime it saw, the
+-- champion it chose and why, its confidence; kind 'switch' also holds the model in
+-- service and whether to replace it (hysteresis). Append-only. The version ids are
+-- checked by the dbt source tests (relationships to raw.model_versions).
+create table if not exists raw.model_selections (
+    selection_id           bigint generated always as identity primary key,
+    decided_at             timestamptz      not null,
+    kind                   text             not null check (kind in ('select', 'switch')),
+    exchange               text             not null,
+    symbol                 text             not null,
+    timeframe              text             not null,
+    regime                 text             not null
+        check (regime in ('low', 'normal', 'high', 'extreme')),
+    regime_source          text             not null check (regime_source in ('detected', 'given')),
+    as_of_bar              timestamptz      null,
+    volatility             double precision null,
+    volatility_percentile  double precision null
+        check (volatility_percentile between 0 and 1),
+    regime_run_bars        integer          null,
+    preferred_model_type   text             not null,
+    model_type             text             not null,
+    version_id             text             not null,
+    is_fallback            boolean          not null,
+    confidence             double precision not null check (confidence between 0 and 1),
+    learned_model_type     text             null,
+    current_version_id     text             null,
+    current_confidence     double precision null check (current_confidence between 0 and 1),
+    switch                 boolean          null,
+    reason                 text             not null,
+    details                jsonb            null,
+    created_at             timestamptz      not null default now()
+);
+create or replace trigger model_selections_append_only
+    before update or delete on raw.model_selections
+    for each row execute function raw.forbid_change('selections');
+create or replace trigger model_selections_no_truncate
+    before truncate on raw.model_selections
+    for each statement execute function raw.forbid_change('selections');
 
 -- market data (macros/raw_market.sql) and data quality (macros/raw_quality.sql)
 {{ raw_market_ddl() }}
