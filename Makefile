@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Extra pip arguments for torch alone (README, "Model types"): empty where pip's own
+# configuration serves a CPU build; e.g. --index-url <PyTorch's cpu or cu126 index>
+TORCH_PIP_ARGS ?=
 
 .PHONY: demo test lint unit bench clean-venv
 
@@ -11,6 +14,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet 'torch==2.13.0' $(TORCH_PIP_ARGS)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

@@ -236,15 +236,13 @@ def check_retrain_setup(settings: Settings) -> None:
     for a Sharpe or for the label horizon, an artifact root that cannot be written."""
     from brain_lib.features import feature_warmup_bars
     from brain_lib.models import MODEL_TYPES
+    from brain_lib.models._base import model_type_error
     from brain_lib.registry import check_artifact_root
     from brain_lib.training import CALIBRATION_FOLDS, bar_length
 
     unknown = [t for t in settings.model_types if t not in MODEL_TYPES]
     if unknown:
-        raise ConfigError(
-            f"invalid setting BRAIN_MODEL_TYPES: unknown model type(s) {', '.join(unknown)} "
-            f"(installed: {', '.join(sorted(MODEL_TYPES))})"
-        )
+        raise ConfigError(f"invalid setting BRAIN_MODEL_TYPES: {model_type_error(unknown)}")
     config = settings.training_config()
     bars = int(settings.lookback_days * 86_400 // bar_length(settings.timeframe).total_seconds())
     rows = bars - feature_warmup_bars() - config.label_horizon

@@ -47,7 +47,7 @@ import pandas as pd
 
 from brain_lib.backtest import backtest_positions, position_from_prediction
 from brain_lib.metrics import periods_per_year, sharpe_ratio
-from brain_lib.models import LightGBMModel, XGBoostModel
+from brain_lib.models import LightGBMModel, SequenceModel, XGBoostModel
 from brain_lib.models._base import check_feature_columns
 
 __all__ = [
@@ -365,6 +365,11 @@ def shap_importance(
       holds exactly. It explains at most ``min(max_rows, agnostic_max_rows)`` rows.
       shap draws from NumPy's global random state, seeded with ``seed``; the caller's
       global state is restored afterwards.
+    * A sequence model (:class:`~brain_lib.models.SequenceModel`: LSTM, Transformer,
+      CNN) → skipped result with the reason: its prediction of a row reads the bars
+      before it, which a row-by-row explainer would mix up (and the permutation
+      explainer would cost thousands of network passes per row). Its importance is the
+      permutation importance, and :meth:`~brain_lib.models.SequenceModel.gradient_x_input`.
     * An object with neither → skipped result with the reason.
 
     Sampling: when ``X`` has more rows than the cap, a seeded random sample
@@ -384,6 +389,13 @@ def shap_importance(
     if too_few:
         return _skipped_result(method, too_few, _SHAP_COLUMNS, index=X.index)
 
+    if isinstance(model, SequenceModel):
+        reason = (
+            f"no SHAP explainer for the sequence model {model.model_type}: its prediction "
+            f"of a bar reads the {model.window - 1} bars before it, so rows cannot be "
+            "explained one by one (its permutation importance is recorded)"
+        )
+        return _skipped_result(method, reason, _SHAP_COLUMNS, index=X.index)
     native = next(
         ((name, fn) for cls, name, fn in _NATIVE_EXPLAINERS if isinstance(model, cls)), None
     )

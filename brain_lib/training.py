@@ -34,7 +34,7 @@ from brain_lib.backtest import BacktestResult, backtest_positions, baselines
 from brain_lib.errors import ConfigError, DataError
 from brain_lib.features import OHLCV_COLUMNS, build_features, feature_warmup_bars
 from brain_lib.labels import forward_return
-from brain_lib.models import Model, get_model
+from brain_lib.models import MODEL_TYPES, Model, get_model, is_sequence_model_type
 from brain_lib.policy import (
     FittedPolicy,
     PolicyContext,
@@ -68,6 +68,7 @@ __all__ = [
     "feature_sets",
     "fit_final",
     "load_training_candles",
+    "new_model",
     "prediction_center",
     "recipe_key",
     "train_symbol",
@@ -93,6 +94,8 @@ _LIBRARIES = (
     "lightgbm",
     "xgboost",
     "xgboost-cpu",
+    "torch",
+    "safetensors",
     "shap",
     "numpy",
     "pandas",
@@ -492,7 +495,7 @@ def walk_forward_predictions(X: pd.DataFrame, y: pd.Series, config: TrainingConf
     centers: list[float] = []
     bounds: list[tuple[int, int, int, int]] = []
     for i, (train_idx, test_idx) in enumerate(splitter.split(X)):
-        model = get_model(config.model_type, **config.params)
+        model = new_model(config)
         model.fit(X.iloc[train_idx], y.iloc[train_idx])
         parts.append(pd.Series(model.predict(X.iloc[test_idx]), index=X.index[test_idx]))
         models.append(model)
@@ -705,9 +708,21 @@ def evaluate_walk_forward(
     return Evaluation(bt, metrics, fold_policies, final, [seg[2] for seg in segments])
 
 
+def new_model(config: TrainingConfig) -> Model:
+    """A fresh adapter of ``config.model_type`` with ``config.params``. A sequence model
+    (:class:`~brain_lib.models.SequenceModel`) cuts its early-stopping validation tail
+    like a test fold: its ``purge`` and ``embargo`` default to the config's label horizon
+    and embargo (recorded with the other hyperparameters)."""
+    params = dict(config.params)
+    if is_sequence_model_type(MODEL_TYPES.get(config.model_type)):
+        params.setdefault("purge", config.label_horizon)
+        params.setdefault("embargo", config.embargo)
+    return get_model(config.model_type, **params)
+
+
 def fit_final(X: pd.DataFrame, y: pd.Series, config: TrainingConfig) -> Model:
     """The model of the version: refit on the whole training window."""
-    return get_model(config.model_type, **config.params).fit(X, y)
+    return new_model(config).fit(X, y)
 
 
 def version_importance(

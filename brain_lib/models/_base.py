@@ -17,6 +17,8 @@ __all__ = [
     "Model",
     "check_feature_columns",
     "get_model",
+    "installed_model_types",
+    "model_type_error",
     "register_model_type",
 ]
 
@@ -85,11 +87,36 @@ class BoosterModel:
         return self._booster
 
 
+def installed_model_types() -> list[str]:
+    """The registered model types: the tree models first, then the sequence models,
+    each group by name."""
+    from brain_lib.models._sequence import is_sequence_model_type
+
+    return sorted(MODEL_TYPES, key=lambda n: (is_sequence_model_type(MODEL_TYPES[n]), n))
+
+
+def model_type_error(names: list[str]) -> str:
+    """One line naming the model types in ``names`` that cannot be built, and why:
+    unknown, or known but not installed here (the deep types without torch)."""
+    from brain_lib.models._deep import UNAVAILABLE_MODEL_TYPES
+
+    parts = []
+    unknown = [n for n in names if n not in MODEL_TYPES and n not in UNAVAILABLE_MODEL_TYPES]
+    if unknown:
+        parts.append(f"unknown model type(s) {', '.join(unknown)}")
+    parts += [
+        f"model type {n} is not installed ({UNAVAILABLE_MODEL_TYPES[n]})"
+        for n in names
+        if n not in MODEL_TYPES and n in UNAVAILABLE_MODEL_TYPES
+    ]
+    installed = ", ".join(installed_model_types()) or "none"
+    return f"{'; '.join(parts)} (installed: {installed})"
+
+
 def get_model(name: str, **params: Any) -> Model:
     """A fresh, unfitted adapter of type ``name`` with ``params`` over its defaults."""
     try:
         factory = MODEL_TYPES[name]
     except KeyError:
-        known = ", ".join(sorted(MODEL_TYPES)) or "none"
-        raise ConfigError(f"unknown model type {name!r} (known: {known})") from None
+        raise ConfigError(model_type_error([name])) from None
     return factory(**params)
