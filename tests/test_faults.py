@@ -275,7 +275,7 @@ def test_warehouse_killed_mid_retrain_rides_through_like_an_uninterrupted_run(
     artifacts = home / "artifacts"
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler.emit = records.append  # type: ignore[method-assign,assignment]
     for name in ("", "prefect", "brain_lib", "flows"):
         logging.getLogger(name).addHandler(handler)
     try:
@@ -543,3 +543,132 @@ def test_warehouse_killed_mid_dbt_build_then_rebuilt_matches_an_uninterrupted_bu
     alive.start()
     run_dbt(["build"], dsn=dsn, project_dir=project, state_dir=tmp_path / "run")
     assert _marts(dsn) == expected
+
+
+# ------------------------------------------------------------- Ctrl-C: brain train
+
+BRAIN = str(Path(__import__("sys").executable).with_name("brain"))
+
+
+def _registry_holds_together(dsn: str) -> list[tuple[str, str, str]]:
+    """Check the registry's invariants; return its (symbol, model type, version) champions.
+    Every champion points to a version of its own symbol × model type, one per pair;
+    every version has its metrics; no importance row twice."""
+    with connect(dsn) as conn:
+        champions = conn.execute(
+            "select c.symbol, c.model_type, c.version_id, v.symbol, v.model_type "
+            "from raw.model_champions c left join raw.model_versions v using (version_id) "
+            "order by 1, 2"
+        ).fetchall()
+        bare = conn.execute(
+            "select count(*) from raw.model_versions v where not exists "
+            "(select 1 from raw.model_metrics m where m.version_id = v.version_id)"
+        ).fetchone()
+        twice = conn.execute(
+            "select count(*) from (select version_id, method, feature from "
+            "raw.feature_importance group by 1, 2, 3 having count(*) > 1) d"
+        ).fetchone()
+    pairs = [(s, m) for s, m, _, _, _ in champions]
+    assert len(pairs) == len(set(pairs)), champions
+    assert all((s, m) == (vs, vm) for s, m, _, vs, vm in champions), champions
+    assert bare == (0,) and twice == (0,)
+    return [(s, m, v) for s, m, v, _, _ in champions]
+
+
+def test_ctrl_c_during_brain_train_ends_in_seconds_with_one_line(
+    prefect_harness: None, alive: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    symbols = [SYMBOL, "ETH/USDT"]
+    dsn = alive.database()
+    seed_planted(dsn, symbols, seed=41)
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAIN_", "PREFECT_"))}
+    env.update(
+        BRAIN_HOME=str(home),
+        BRAIN_DATABASE_URL=dsn,
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    args = ["train", "--exchange", "synthetic", "--symbols", ",".join(symbols)]
+    args += ["--model-types", "lightgbm", "--lookback-days", str(LOOKBACK)]
+    # its own process group, which a terminal's Ctrl-C signals as a whole (Prefect's
+    # temporary server included)
+    proc = subprocess.Popen(
+        [BRAIN, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    said: list[tuple[float, str]] = []  # (when read, line) of stderr
+    assert proc.stderr is not None
+    reader = threading.Thread(
+        target=lambda: said.extend((time.monotonic(), line) for line in proc.stderr or []),
+        daemon=True,
+    )
+    reader.start()
+    artifacts = home / "artifacts"
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and not _artifact_folders(artifacts):
+        assert time.monotonic() < deadline, "no model was trained in 240 s"
+        time.sleep(0.05)
+    assert proc.poll() is None, "brain train ended before a model was being trained"
+    interrupted = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    took = time.monotonic() - interrupted
+    reader.join(timeout=10)
+    stderr = "".join(line for _, line in said)
+    assert took < 20, f"brain train took {took:.0f} s to stop after Ctrl-C"
+    assert proc.returncode == 130, stderr
+    # what a person reads after pressing Ctrl-C (Prefect's lines of the run came before)
+    lines = [line for when, line in said if when > interrupted + 0.2 and line.strip()]
+    assert len(lines) == 1, stderr
+    line = lines[0].strip()
+    assert line.startswith("interrupted: ") and "brain dbt build" in line, line
+    assert "Traceback" not in stderr and "ConnectError" not in stderr
+
+    # what the line says landed is what the registry holds, whole
+    champions = _registry_holds_together(dsn)
+    with connect(dsn) as conn:
+        versions = conn.execute("select symbol, version_id from raw.model_versions").fetchall()
+    said_landed, _, said_missing = line.partition("not trained:")
+    for symbol in symbols:
+        if any(s == symbol for s, _ in versions):
+            assert f"{symbol} lightgbm (" in said_landed, line
+        else:
+            assert f"{symbol} lightgbm" in said_missing, line
+    assert {v for _, v in versions} <= set(_artifact_folders(artifacts))
+    assert not [n for n in _artifact_folders(artifacts) if n.startswith(".")]  # no partial one
+    assert len(champions) <= len(symbols)
+
+    # the next run trains the rest: one champion per symbol × model type
+    state = _retrain_symbols(dsn, home, monkeypatch, symbols)
+    assert state.is_completed(), state.message
+    assert [(s, m) for s, m, _ in _registry_holds_together(dsn)] == [
+        ("BTC/USDT", "lightgbm"),
+        ("ETH/USDT", "lightgbm"),
+    ]
+
+
+def _retrain_symbols(dsn: str, home: Path, mp: pytest.MonkeyPatch, symbols: list[str]) -> Any:
+    from flows.daily_retrain import daily_retrain
+    from flows.runner import run_flow
+
+    mp.setenv("BRAIN_DATABASE_URL", dsn)
+    mp.setenv("BRAIN_HOME", str(home))
+    return run_flow(
+        daily_retrain,
+        symbols=symbols,
+        exchange="synthetic",
+        model_types=["lightgbm"],
+        lookback_days=LOOKBACK,
+        build_marts=False,
+    )

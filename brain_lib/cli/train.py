@@ -104,15 +104,67 @@ def _check_symbols(dsn: str, settings: Settings) -> None:
         )
 
 
-def _run_retrain(settings: Settings, **params: Any) -> list[dict[str, Any]]:
-    """Run daily-retrain once and return its per-symbol rows; exit 1 if any failed."""
+EXIT_INTERRUPTED = 130
+
+
+def _landed_since(dsn: str, since: datetime) -> list[tuple[str, str, str]]:
+    """(symbol, model type, decision) of every version landed since ``since``."""
+    from brain_lib.warehouse import connect
+
+    with connect(dsn) as conn:
+        rows = conn.execute(
+            "select v.symbol, v.model_type, coalesce(e.event_type, 'kept') "
+            "from raw.model_versions v left join raw.model_events e "
+            "on e.version_id = v.version_id and e.event_type in ('promotion', 'rollback') "
+            "where v.created_at >= %s order by 1, 2",
+            (since,),
+        ).fetchall()
+    return [(str(s), str(m), str(d)) for s, m, d in rows]
+
+
+def _interrupted_line(dsn: str, since: datetime, params: dict[str, Any]) -> str:
+    """What a Ctrl-C left: which symbol × model types landed, which did not, the marts."""
+    try:
+        landed = _landed_since(dsn, since)
+    except Exception as exc:  # the warehouse itself may be what went away
+        return f"interrupted: could not read what landed ({type(exc).__name__}); " + (
+            "see brain models list; the marts were not rebuilt: run brain dbt build"
+        )
+    done = {(s, m) for s, m, _ in landed}
+    wanted = [(s, m) for s in params.get("symbols") or [] for m in params.get("model_types") or []]
+    missing = [f"{s} {m}" for s, m in wanted if (s, m) not in done]
+    parts = [
+        "landed: " + ", ".join(f"{s} {m} ({d})" for s, m, d in landed)
+        if landed
+        else "no model landed"
+    ]
+    if missing:
+        parts.append("not trained: " + ", ".join(missing) + " (their champions stay)")
+    parts.append("the marts were not rebuilt: run brain dbt build")
+    return "interrupted: " + "; ".join(parts)
+
+
+def _run_retrain(dsn: str, settings: Settings, **params: Any) -> list[dict[str, Any]]:
+    """Run daily-retrain once and return its per-symbol rows; exit 1 if any failed.
+
+    Ctrl-C: the tasks already running finish (a version lands whole or not at all),
+    the rest are cancelled, and one line says what landed; exit status 130.
+    """
     # Prefect's server telemetry tries the network (closed on many desks) and, on the
     # temporary server's SQLite, races the run for the database lock
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from brain_lib.warehouse import connect
     from flows.daily_retrain import daily_retrain
     from flows.runner import run_flow
 
-    state = run_flow(daily_retrain, **params)
+    with connect(dsn) as conn:  # the warehouse's clock, which stamps the versions
+        row = conn.execute("select now()").fetchone()
+    since = row[0] if row else datetime.min
+    try:
+        state = run_flow(daily_retrain, **params)
+    except KeyboardInterrupt:
+        typer.echo(_interrupted_line(dsn, since, params), err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     rows = state.result(raise_on_failure=False)
     if not isinstance(rows, list):
         from brain_lib.errors import BrainError
@@ -173,6 +225,7 @@ def train(
     dsn = _prepare(settings)  # fail fast, before Prefect starts, on an unreachable warehouse
     _check_symbols(dsn, settings)
     _run_retrain(
+        dsn,
         settings,
         symbols=settings.symbols,
         exchange=settings.exchange,
@@ -270,6 +323,7 @@ def demo(
         )
     console.print(table)
     _run_retrain(
+        dsn,
         settings,
         symbols=names,
         exchange="binance",
