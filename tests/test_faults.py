@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -565,8 +565,8 @@ def _registry_holds_together(dsn: str) -> list[tuple[str, str, str]]:
             "(select 1 from raw.model_metrics m where m.version_id = v.version_id)"
         ).fetchone()
         twice = conn.execute(
-            "select count(*) from (select version_id, method, feature from "
-            "raw.feature_importance group by 1, 2, 3 having count(*) > 1) d"
+            "select count(*) from (select version_id, kind, method, feature, computed_at "
+            "from raw.feature_importance group by 1, 2, 3, 4, 5 having count(*) > 1) d"
         ).fetchone()
     pairs = [(s, m) for s, m, _, _, _ in champions]
     assert len(pairs) == len(set(pairs)), champions
@@ -672,3 +672,167 @@ def _retrain_symbols(dsn: str, home: Path, mp: pytest.MonkeyPatch, symbols: list
         lookback_days=LOOKBACK,
         build_marts=False,
     )
+
+
+# ------------------------------------------------------ overlapping flow runs
+
+
+def _overlapping(run: Callable[[], Any]) -> list[Any]:
+    """Two runs of ``run`` at once (threads: two flow runs in one process)."""
+    states: list[Any] = []
+    threads = [threading.Thread(target=lambda: states.append(run())) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert len(states) == 2, "an overlapping run never ended"
+    return states
+
+
+def _importance_per_version(dsn: str, kind: str) -> list[Any]:
+    with connect(dsn) as conn:
+        return conn.execute(
+            "select count(*), count(distinct (method, feature)) from raw.feature_importance "
+            "where kind = %s group by version_id, computed_at order by 1",
+            (kind,),
+        ).fetchall()
+
+
+def test_overlapping_daily_retrain_and_nightly_analysis_runs_keep_one_champion(
+    prefect_harness: None, alive: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.daily_retrain import daily_retrain
+    from flows.nightly_feature_analysis import nightly_feature_analysis
+    from flows.runner import run_flow
+
+    reference_dsn, dsn = alive.database(), alive.database()
+    for target in (reference_dsn, dsn):
+        seed_planted(target, [SYMBOL], seed=41)
+    with connect(dsn) as conn:
+        row = conn.execute("select max(ts) from raw.ohlcv").fetchone()
+    assert row is not None
+    end = row[0] - timedelta(days=10)  # nightly looks at the bars after the training window
+    retrain: dict[str, Any] = {
+        "symbols": [SYMBOL],
+        "lookback_days": LOOKBACK,
+        "end": end,
+        "build_marts": False,
+    }
+    nightly: dict[str, Any] = {
+        "symbols": [SYMBOL],
+        "window_days": 10,
+        "n_repeats": 1,
+        "max_rows": 500,
+    }
+    nightly["dbt_vars"] = {"feature_shift_min_rank_corr": 1.01}  # flag: mark for retraining
+
+    monkeypatch.setenv("BRAIN_HOME", str(tmp_path / "reference"))
+    monkeypatch.setenv("BRAIN_DATABASE_URL", reference_dsn)
+    assert run_flow(daily_retrain, **retrain).is_completed()
+    one_night = run_flow(nightly_feature_analysis, **nightly)
+    assert one_night.is_completed(), one_night.message
+
+    monkeypatch.setenv("BRAIN_HOME", str(tmp_path / "brain"))
+    monkeypatch.setenv("BRAIN_DATABASE_URL", dsn)
+    states = _overlapping(lambda: run_flow(daily_retrain, **retrain))
+    assert all(s.is_completed() for s in states), [s.message for s in states]
+    rows = [s.result()[0] for s in states]
+    # two runs, two versions; the lock per symbol × model type judged the second
+    # against the first: one champion, one event per version, each against its predecessor
+    assert _registry_holds_together(dsn) == [(SYMBOL, "lightgbm", c) for c in _champion(dsn)]
+    with connect(dsn) as conn:
+        events = conn.execute(
+            "select event_type, version_id, previous_version_id from raw.model_events "
+            "order by event_id"
+        ).fetchall()
+    assert sorted(r["version_id"] for r in rows) == sorted(v for _, v, _ in events)
+    assert events[0][0] == "promotion" and events[0][2] is None
+    assert events[1][2] == events[0][1]  # judged against the first run's champion
+    training = _importance_per_version(dsn, "training")
+    assert training == _importance_per_version(reference_dsn, "training") * 2
+
+    states = _overlapping(lambda: run_flow(nightly_feature_analysis, **nightly))
+    assert all(s.is_completed() for s in states), [s.message for s in states]
+    # each run's analysis is whole, none is written twice, and one request is pending
+    assert _importance_per_version(dsn, "nightly") == (
+        _importance_per_version(reference_dsn, "nightly") * 2
+    )
+    with connect(dsn) as conn:
+        pending = conn.execute(
+            "select symbol from raw.retrain_requests where consumed_at is null"
+        ).fetchall()
+    assert pending == [(SYMBOL,)]
+    assert _registry_holds_together(dsn) == [(SYMBOL, "lightgbm", c) for c in _champion(dsn)]
+
+
+def _champion(dsn: str) -> list[str]:
+    with connect(dsn) as conn:
+        return [r[0] for r in conn.execute("select version_id from raw.model_champions")]
+
+
+# ------------------------------------------------------- a dbt test that fails
+
+
+def _raw_counts(dsn: str) -> dict[str, int]:
+    with connect(dsn) as conn:
+        names = conn.execute(
+            "select table_name from information_schema.tables where table_schema = 'raw' "
+            "and table_type = 'BASE TABLE' order by 1"
+        ).fetchall()
+        return {n: _count(dsn, f'select count(*) from raw."{n}"') for (n,) in names}
+
+
+def test_a_failing_dbt_test_names_itself_and_leaves_raw_and_the_marts_as_they_were(
+    alive: Server, tmp_path: Path
+) -> None:
+    from brain_lib.dbt import run_dbt
+    from brain_lib.errors import BrainError
+
+    dsn = alive.database()
+    seed_planted(dsn, [SYMBOL], days=30, seed=43)
+    project, state_dir = REPO / "dbt_brain", tmp_path / "dbt"
+    run_dbt(["build"], dsn=dsn, project_dir=project, state_dir=state_dir)
+    marts = _marts(dsn)
+    # a champion whose event is a rollback: breaks the singular test
+    # assert_champions_match_their_events on the raw sources (inside this test's database)
+    with connect(dsn) as conn:
+        conn.execute(
+            "insert into raw.model_versions (version_id, exchange, symbol, timeframe, "
+            "model_type, manifest, artifact_uri, artifact_sha256, feature_set_hash, "
+            "train_start, train_end, n_rows) values ('bad.v1', 'synthetic', %s, '1h', "
+            "'lightgbm', '{}', 'file:///nowhere', repeat('0', 64), 'x', now(), now(), 1)",
+            (SYMBOL,),
+        )
+        row = conn.execute(
+            "insert into raw.model_events (event_type, exchange, symbol, timeframe, "
+            "model_type, version_id, reason) values ('rollback', 'synthetic', %s, '1h', "
+            "'lightgbm', 'bad.v1', 'planted by a test') returning event_id",
+            (SYMBOL,),
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "insert into raw.model_champions (exchange, symbol, timeframe, model_type, "
+            "version_id, event_id) values ('synthetic', %s, '1h', 'lightgbm', 'bad.v1', %s)",
+            (SYMBOL, row[0]),
+        )
+        conn.commit()
+    raw = _raw_counts(dsn)
+
+    with pytest.raises(BrainError) as failed:
+        run_dbt(["build"], dsn=dsn, project_dir=project, state_dir=state_dir)
+    message = str(failed.value)
+    assert "\n" not in message and message.startswith("dbt build failed (exit 1)"), message
+    assert "assert_champions_match_their_events" in message, message
+    # raw untouched; every mart still there and readable
+    assert _raw_counts(dsn) == raw
+    assert _marts(dsn).keys() == marts.keys()
+    # the mart that reads the champions was skipped, not rebuilt on the bad row: the
+    # previous tables stay (the others were rebuilt from raw as usual)
+    import json
+
+    results = json.loads((state_dir / "target" / "run_results.json").read_text())
+    status = {r["unique_id"].split(".")[-1]: r["status"] for r in results["results"]}
+    assert status["assert_champions_match_their_events"] == "fail"
+    for mart in ("best_model_per_symbol",):
+        assert status[mart] == "skipped", (mart, status[mart])
+        assert _marts(dsn)[mart] == marts[mart]
