@@ -1,9 +1,10 @@
 """Faults against the real stack, as one suite (docs/reliability.md, "Faults of the
 running system"): an embedded PostgreSQL killed with SIGKILL in the middle of
 daily-retrain, collect-market-data and a dbt build; overlapping runs; a full artifact
-disk. Each fault test compares what the warehouse holds afterwards with an
-uninterrupted run of the same job: no row lost, none written twice, one champion per
-symbol × model type, no half-written artifact folder.
+disk; a worker's flow-run process killed mid-task and the run retried from the API.
+Each fault test compares what the warehouse holds afterwards with an uninterrupted run
+of the same job: no row lost, none written twice, one champion per symbol × model type,
+no half-written artifact folder.
 
 The server here is this module's own (killing the session's server would take every
 other test with it). Its URLs carry a password the server never asks for (trust
@@ -836,3 +837,201 @@ def test_a_failing_dbt_test_names_itself_and_leaves_raw_and_the_marts_as_they_we
     for mart in ("best_model_per_symbol",):
         assert status[mart] == "skipped", (mart, status[mart])
         assert _marts(dsn)[mart] == marts[mart]
+
+
+# ------------------------------------- a worker killed mid-task, retried from the API
+
+ENTRYPOINT = "flows/daily_retrain.py:daily_retrain"
+TRAINING_TASKS = ("walk_forward", "backtest_and_score", "fit_final_model", "compute_importance")
+
+
+def _api(call: Callable[[Any], Any]) -> Any:
+    """``await call(client)`` with a client of the session's Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def go() -> Any:
+        async with get_client() as client:
+            return await call(client)
+
+    return run_coro_as_sync(go())
+
+
+def _task_runs(flow_run_id: Any) -> list[Any]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flow_runs = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    return list(_api(lambda c: c.read_task_runs(flow_run_filter=flow_runs)) or [])
+
+
+def _as_a_worker(flow_run_id: Any, env: dict[str, str], log: Path) -> Any:
+    """What a process worker does with a flow run: propose Pending, then run
+    ``python -m prefect.engine`` with ``PREFECT__FLOW_RUN_ID`` in its own process group
+    (prefect/workers/process.py, prefect/engine.py)."""
+    import subprocess
+    import sys
+
+    from prefect.states import Pending
+
+    accepted = _api(lambda c: c.set_flow_run_state(flow_run_id, Pending()))
+    assert accepted.status.value == "ACCEPT", accepted
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "prefect.engine"],
+            env={**env, "PREFECT__FLOW_RUN_ID": str(flow_run_id)},
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _quality_rows(dsn: str) -> list[Any]:
+    with connect(dsn) as conn:
+        return conn.execute(
+            "select table_name, suite, expectation, success, count(*) "
+            "from raw.data_quality_results group by 1, 2, 3, 4 order by 1, 2, 3, 4"
+        ).fetchall()
+
+
+def test_a_worker_killed_mid_task_and_retried_from_the_api_matches_an_uninterrupted_run(
+    prefect_harness: None, alive: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+    from prefect.states import Crashed, Scheduled
+
+    reference_dsn, dsn = alive.database(), alive.database()
+    for target in (reference_dsn, dsn):
+        seed_planted(target, [SYMBOL], seed=41)
+    reference = _retrain(reference_dsn, tmp_path / "reference", monkeypatch)
+    assert reference.is_completed(), reference.message
+
+    # a deployment of daily-retrain (as prefect.yaml: run from this folder) and a run of it
+    parameters = {"symbols": [SYMBOL], "lookback_days": LOOKBACK, "build_marts": False}
+
+    async def deploy(client: Any) -> Any:
+        flow_id = await client.create_flow_from_name("daily-retrain")
+        deployment_id = await client.create_deployment(
+            flow_id=flow_id,
+            name=f"worker-killed-{uuid.uuid4().hex[:6]}",
+            entrypoint=ENTRYPOINT,
+            pull_steps=[
+                {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
+            ],
+        )
+        return await client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
+
+    flow_run_id = _api(deploy).id
+    home, log = tmp_path / "brain", tmp_path / "worker.log"
+    artifacts = home / "artifacts"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRAIN_", "PREFECT_"))}
+    env.update(
+        BRAIN_DATABASE_URL=dsn,
+        BRAIN_HOME=str(home),
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+
+    # attempt 1: SIGKILL to the process group while a training task runs, before any
+    # artifact (or its .partial- folder) exists: nothing of the version is written yet
+    started = time.monotonic()
+    proc = _as_a_worker(flow_run_id, env, log)
+    running: list[str] = []
+    try:
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() - started < 120, "no training task ran in 120 s"
+            running = [
+                t.name
+                for t in _task_runs(flow_run_id)
+                if t.state is not None
+                and t.state.is_running()
+                and t.name.startswith(TRAINING_TASKS)
+            ]
+            assert not _artifact_folders(artifacts), "an artifact before a training task seen"
+            if running:
+                break
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert _artifact_folders(artifacts) == []
+    assert _registry_state(dsn)["versions"] == (0,)
+    # the quality gate had run and recorded its results under the flow run's id
+    assert {r[0] for r in _quality_rows(dsn)} == {"ohlcv"}
+
+    # Prefect does not notice a dead process by itself: the run stays Running until
+    # something marks it; here what a worker's crash detection does (it sees the
+    # process exit with -9), then what the UI's "Retry" does
+    run = _api(lambda c: c.read_flow_run(flow_run_id))
+    assert run.state.is_running() and run.run_count == 1, run.state
+    message = "Flow run infrastructure exited with non-zero status code -9."
+    crashed = _api(lambda c: c.set_flow_run_state(flow_run_id, Crashed(message=message)))
+    assert crashed.status.value == "ACCEPT", crashed
+    retry = Scheduled(name="AwaitingRetry", message="Retry from the UI")
+    scheduled = _api(lambda c: c.set_flow_run_state(flow_run_id, retry))
+    assert scheduled.status.value == "ACCEPT", scheduled
+
+    # attempt 2: the same flow run id, in a fresh process
+    proc = _as_a_worker(flow_run_id, env, log)
+    try:
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+
+    run = _api(lambda c: c.read_flow_run(flow_run_id))
+    assert run.state.is_completed(), (run.state, log.read_text()[-3000:])
+    assert run.run_count == 2
+    history = [(s.type.value, s.name) for s in _api(lambda c: c.read_flow_run_states(flow_run_id))]
+    assert history == [
+        ("SCHEDULED", "Scheduled"),
+        ("PENDING", "Pending"),
+        ("RUNNING", "Running"),
+        ("CRASHED", "Crashed"),
+        ("SCHEDULED", "AwaitingRetry"),
+        ("PENDING", "Pending"),
+        ("RUNNING", "Running"),  # Prefect renames reruns of task runs only
+        ("COMPLETED", "Completed"),
+    ], history
+    deadline = time.monotonic() + 30
+    second = [t for t in _task_runs(flow_run_id) if t.flow_run_run_count == 2]
+    while (
+        any(t.state is None or not t.state.is_final() for t in second)
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+        second = [t for t in _task_runs(flow_run_id) if t.flow_run_run_count == 2]
+    assert second and all(t.state.is_completed() for t in second), [
+        (t.name, t.state) for t in second
+    ]
+    # the first attempt's task runs stay as the dead process left them (Prefect marks
+    # only the flow run): what the API last saw running is still Running there
+    first = [t for t in _task_runs(flow_run_id) if t.flow_run_run_count == 1]
+    assert any(t.state is not None and t.state.is_running() for t in first), [
+        (t.name, t.state) for t in first
+    ]
+
+    # the warehouse equals an uninterrupted run's: the first attempt landed no version,
+    # so the retry lands the only one (a first attempt killed after landing would leave
+    # its version, and the retry's would be a second one judged against it: append-only)
+    assert _registry_state(dsn) == _registry_state(reference_dsn)
+    assert _registry_holds_together(dsn) == [(SYMBOL, "lightgbm", _champion(dsn)[0])]
+    with connect(dsn) as conn:
+        versions = conn.execute("select version_id, run_id from raw.model_versions").fetchall()
+    assert versions == [(_champion(dsn)[0], str(flow_run_id))]
+    assert _artifact_folders(artifacts) == [versions[0][0]]  # no .partial-, no orphan
+    # data quality is append-only and both attempts validated the window: the gate's
+    # results twice (one set per attempt, same run id), the model metrics' once
+    expected = [
+        (*r[:4], r[4] * 2 if r[0] == "ohlcv" else r[4]) for r in _quality_rows(reference_dsn)
+    ]
+    assert _quality_rows(dsn) == expected
+    with connect(dsn) as conn:
+        run_ids = conn.execute("select distinct run_id from raw.data_quality_results").fetchall()
+    assert run_ids == [(str(flow_run_id),)]
