@@ -497,7 +497,7 @@ def walk_forward_predictions(X: pd.DataFrame, y: pd.Series, config: TrainingConf
     for i, (train_idx, test_idx) in enumerate(splitter.split(X)):
         model = new_model(config)
         model.fit(X.iloc[train_idx], y.iloc[train_idx])
-        parts.append(pd.Series(model.predict(X.iloc[test_idx]), index=X.index[test_idx]))
+        parts.append(pd.Series(predict_fold(model, X, test_idx), index=X.index[test_idx]))
         models.append(model)
         centers.append(prediction_center(model, X.iloc[train_idx]))
         bounds.append(
@@ -509,6 +509,23 @@ def walk_forward_predictions(X: pd.DataFrame, y: pd.Series, config: TrainingConf
         folds[i]["test_from"] = X.index[test_idx[0]].isoformat()
         folds[i]["test_to"] = X.index[test_idx[-1]].isoformat()
     return WalkForward(pd.concat(parts), folds, bounds, models, centers)
+
+
+def predict_fold(model: Model, X: pd.DataFrame, test_idx: np.ndarray) -> np.ndarray:
+    """``model``'s predictions of the rows ``test_idx`` of ``X``.
+
+    A model that reads the bars before a row (a sequence model's ``context_rows``)
+    gets that many rows before the fold along with it, and their predictions are
+    dropped: features of earlier bars are known when a fold's first bar is predicted
+    (no label is read), so the fold's first bars get full windows, as they would live.
+    """
+    context = int(getattr(model, "context_rows", 0))
+    first = int(test_idx[0])
+    lead = np.arange(max(0, first - context), first)
+    if not len(lead):
+        return np.asarray(model.predict(X.iloc[test_idx]))
+    rows = np.concatenate([lead, np.asarray(test_idx)])
+    return np.asarray(model.predict(X.iloc[rows]))[len(lead) :]
 
 
 def prediction_center(model: Model, X_train: pd.DataFrame) -> float:

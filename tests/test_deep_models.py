@@ -14,8 +14,6 @@ import pandas as pd
 import pytest
 from markets import STRONG_TREND, planted, random_walk
 
-pytest.importorskip("torch")
-
 from brain_lib.errors import ConfigError
 from brain_lib.models import (
     DEEP_MODEL_TYPES,
@@ -133,6 +131,23 @@ def test_no_look_ahead_in_windows_and_standardisation(name: str) -> None:
     tail.iloc[train_rows:] = 1e6
     other = _tiny(name, epochs=2).fit(tail, y.iloc[:250])
     assert np.array_equal(other._mean, model._mean) and np.array_equal(other._std, model._std)
+
+
+def test_a_fold_is_predicted_with_the_bars_before_it_as_context() -> None:
+    """The walk-forward passes the bars before a test fold along: a fold's first bars
+    are predicted from full windows, exactly as with the whole history before them,
+    and nothing after the fold is read."""
+    from brain_lib.training import predict_fold
+
+    X, y = _planted_sequence(400)
+    model = _tiny("lstm", epochs=2).fit(X.iloc[:250], y.iloc[:250])
+    test_idx = np.arange(300, 350)
+    fold = predict_fold(model, X, test_idx)
+    assert np.array_equal(fold, model.predict(X.iloc[:350])[300:350])
+    assert not np.array_equal(fold[:5], model.predict(X.iloc[300:350])[:5])  # cold windows
+    wild = X.copy()
+    wild.iloc[350:] = 1e6
+    assert np.array_equal(predict_fold(model, wild, test_idx), fold)
 
 
 def test_a_missing_bar_is_a_hole_in_the_window_not_a_seam() -> None:

@@ -206,6 +206,13 @@ class SequenceModel:
         return int(self._params["window"])
 
     @property
+    def context_rows(self) -> int:
+        """Rows before the first one to predict that its window reads: a caller that
+        has them (the walk-forward: the bars before a test fold) passes them along and
+        drops their predictions, so a fold's first bars get full windows."""
+        return self.window - 1
+
+    @property
     def network(self) -> Any:
         if self._net is None:
             raise RuntimeError("the model is not fitted")
