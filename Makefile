@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_policy.py
 	$(BIN)/python bench/bench_collect.py
 	$(BIN)/python bench/bench_quality.py
+	$(BIN)/python bench/bench_models.py
 
 clean-venv:
 	rm -rf $(VENV)
