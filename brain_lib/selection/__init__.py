@@ -49,6 +49,7 @@ bars in a row, or the choice's confidence exceeds the current model's by
 
 from __future__ import annotations
 
+from brain_lib.models import DEEP_MODEL_TYPES
 from brain_lib.selection._choice import (
     ChampionEvidence,
     Choice,
@@ -62,7 +63,6 @@ from brain_lib.selection._choice import (
     switch_decision,
 )
 from brain_lib.selection._regimes import (
-    DEEP_MODEL_TYPES,
     DEFAULT_PREFERENCE,
     REGIMES,
     RegimeReading,

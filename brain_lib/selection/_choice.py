@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from brain_lib.errors import ConfigError, NoModelError
+from brain_lib.models import DEEP_MODEL_TYPES
 from brain_lib.selection._regimes import (
-    DEEP_MODEL_TYPES,
     DEFAULT_PREFERENCE,
     REGIMES,
     SelectionSettings,

@@ -20,8 +20,6 @@ DEFAULT_PREFERENCE: dict[str, str] = {
     "high": "lstm",
     "extreme": "lightgbm",
 }
-# the deep types of brain_lib.models: known names even where torch is not installed
-DEEP_MODEL_TYPES: tuple[str, ...] = ("lstm", "transformer", "cnn")
 
 
 def check_regime(name: str) -> str:

@@ -26,7 +26,6 @@ from brain_lib.selection._choice import (
     switch_decision,
 )
 from brain_lib.selection._regimes import (
-    DEEP_MODEL_TYPES,
     RegimeReading,
     SelectionSettings,
     check_regime,
@@ -342,8 +341,8 @@ class ModelSelector:
         import brain_lib.models as models
 
         installed = sorted(models.MODEL_TYPES)
-        unavailable = list(getattr(models, "UNAVAILABLE_MODEL_TYPES", ()))
-        return installed, sorted({*installed, *unavailable, *DEEP_MODEL_TYPES})
+        # known here but not installed: the deep types without torch
+        return installed, sorted({*installed, *models.UNAVAILABLE_MODEL_TYPES})
 
     def _decide(
         self,
