@@ -253,6 +253,15 @@ def _warehouse_text(dsn: str) -> str:
     return "\n".join(parts)
 
 
+def _seeded_pair(alive: Server, symbols: list[str], **seed: Any) -> tuple[str, str]:
+    """Two databases of ``alive`` with the same planted candles: the reference run's
+    and the faulted run's."""
+    pair = alive.database(), alive.database()
+    for dsn in pair:
+        seed_planted(dsn, symbols, **seed)
+    return pair
+
+
 def _files_holding(root: Path, secret: str) -> list[str]:
     needle = secret.encode()
     return [
@@ -265,9 +274,7 @@ def _files_holding(root: Path, secret: str) -> list[str]:
 def test_warehouse_killed_mid_retrain_rides_through_like_an_uninterrupted_run(
     prefect_harness: None, alive: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reference_dsn, dsn = alive.database(), alive.database()
-    for target in (reference_dsn, dsn):
-        seed_planted(target, [SYMBOL], seed=41)
+    reference_dsn, dsn = _seeded_pair(alive, [SYMBOL], seed=41)
     reference = _retrain(reference_dsn, tmp_path / "reference", monkeypatch)
     assert reference.is_completed(), reference.message
 
@@ -518,9 +525,7 @@ def test_warehouse_killed_mid_dbt_build_then_rebuilt_matches_an_uninterrupted_bu
     from brain_lib.dbt import run_dbt
     from brain_lib.errors import BrainError
 
-    reference_dsn, dsn = alive.database(), alive.database()
-    for target in (reference_dsn, dsn):
-        seed_planted(target, [SYMBOL, "ETH/USDT"], days=30, seed=43)
+    reference_dsn, dsn = _seeded_pair(alive, [SYMBOL, "ETH/USDT"], days=30, seed=43)
     project = REPO / "dbt_brain"
     run_dbt(["build"], dsn=reference_dsn, project_dir=project, state_dir=tmp_path / "ref")
     expected = _marts(reference_dsn)
@@ -706,9 +711,7 @@ def test_overlapping_daily_retrain_and_nightly_analysis_runs_keep_one_champion(
     from flows.nightly_feature_analysis import nightly_feature_analysis
     from flows.runner import run_flow
 
-    reference_dsn, dsn = alive.database(), alive.database()
-    for target in (reference_dsn, dsn):
-        seed_planted(target, [SYMBOL], seed=41)
+    reference_dsn, dsn = _seeded_pair(alive, [SYMBOL], seed=41)
     with connect(dsn) as conn:
         row = conn.execute("select max(ts) from raw.ohlcv").fetchone()
     assert row is not None
@@ -900,9 +903,7 @@ def test_a_worker_killed_mid_task_and_retried_from_the_api_matches_an_uninterrup
     from prefect.settings import PREFECT_API_URL
     from prefect.states import Crashed, Scheduled
 
-    reference_dsn, dsn = alive.database(), alive.database()
-    for target in (reference_dsn, dsn):
-        seed_planted(target, [SYMBOL], seed=41)
+    reference_dsn, dsn = _seeded_pair(alive, [SYMBOL], seed=41)
     reference = _retrain(reference_dsn, tmp_path / "reference", monkeypatch)
     assert reference.is_completed(), reference.message
 
