@@ -22,9 +22,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/brain demo
 
-## test: lint, type-check and run the whole test suite (what CI runs)
+## test: lint, type-check and run the whole test suite (what CI runs): the test files
+## spread over TEST_WORKERS processes (pytest-xdist; each with its own PostgreSQL,
+## Prefect server and temp folders; one file stays on one worker, so module fixtures hold)
+TEST_WORKERS ?= 2
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check brain_lib flows expectations tests bench

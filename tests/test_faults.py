@@ -17,7 +17,9 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 import uuid
@@ -95,7 +97,10 @@ def _children(pid: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("fault-pg"))
+    # a folder of its own under /tmp, as conftest's pg_server: pytest's per-worker
+    # basetemp is 0700, and the server runs as another user when the tests run as root
+    root = Path(tempfile.mkdtemp(prefix="brain-fault-pg-"))
+    srv = Server(root)
     srv.start()
     with psycopg.connect(srv.warehouse.url("postgres"), autocommit=True) as conn:
         conn.execute(f'create database "{srv.template}"')
@@ -108,6 +113,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
     finally:
         srv.warehouse.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
