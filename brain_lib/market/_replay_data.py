@@ -62,6 +62,19 @@ def recorded_name(path: str) -> str:
 
 
 @dataclass(frozen=True)
+class Liquidation:
+    """One forced liquidation of the synthetic market: ``side`` is the side of the
+    liquidated position (long or short), ``quantity`` in base units, ``ref`` its place
+    in the hour (``<hour index>-<n>``), unique per base."""
+
+    ts: int
+    side: str
+    price: float
+    quantity: float
+    ref: str
+
+
+@dataclass(frozen=True)
 class Hole:
     """A window the exchange itself has no data for (an outage): rows stamped in
     ``[start_ms, end_ms)`` are never served. ``dataset`` is ``ohlcv``, ``funding`` or
@@ -84,6 +97,12 @@ class ReplayConfig:
     ``trend_half_life``: the synthetic market's settings
     (:class:`~brain_lib.market.SyntheticMarket`), e.g. the demo's planted trend.
     ``skew_s``: the clock runs this many seconds ahead of ``now`` (negative: behind).
+    ``liquidation_rate``: mean forced liquidations per symbol and hour on the websocket
+    streams (more in hours that move hard, :meth:`SyntheticData.liquidations`);
+    ``ws_start`` and ``ws_speed``: the websocket streams' clock starts at ``ws_start``
+    (epoch ms or ISO; None: the replay's clock when the server starts) and runs
+    ``ws_speed`` times the wall clock, never past the replay's clock (1: live; the demo
+    replays weeks of liquidations in seconds).
     """
 
     seed: int = 7
@@ -98,8 +117,15 @@ class ReplayConfig:
     trend: float = 0.0
     trend_half_life: float = 48.0
     skew_s: float = 0.0
+    liquidation_rate: float = 20.0
+    ws_start: int | str | None = None
+    ws_speed: float = 1.0
 
     def __post_init__(self) -> None:
+        if not (self.liquidation_rate >= 0 and math.isfinite(self.liquidation_rate)):
+            raise ValueError(f"liquidation_rate must be >= 0 (got {self.liquidation_rate!r})")
+        if not (self.ws_speed > 0 and math.isfinite(self.ws_speed)):
+            raise ValueError(f"ws_speed must be > 0 (got {self.ws_speed!r})")
         if self.source not in ("synthetic", "recorded"):
             raise ValueError(f"source must be 'synthetic' or 'recorded' (got {self.source!r})")
         if _to_ms(self.data_start) % DAY_MS:
@@ -146,6 +172,7 @@ class SyntheticData:
         self.start_ms = _to_ms(config.data_start)
         self._lock = threading.Lock()
         self._paths: dict[tuple[str, str], np.ndarray] = {}
+        self._liquidation_cache: dict[tuple[str, int], tuple[Liquidation, ...]] = {}
 
     # candles -----------------------------------------------------------------
     def _path(self, base: str, timeframe: str, bars: int) -> np.ndarray:
@@ -219,6 +246,56 @@ class SyntheticData:
         if i < 0:
             return _START_PRICES.get(base, 100.0)
         return float(self._path(base, "1h", int(i) + 1)[int(i), 4])
+
+    # liquidations ------------------------------------------------------------
+    def liquidations(self, base: str, lo: int, hi: int) -> list[Liquidation]:
+        """The forced liquidations stamped in ``(lo, hi]`` (ms), oldest first.
+
+        Deterministic per hour: a Poisson count with mean ``liquidation_rate`` x (0.2 +
+        |the hour's log return| / 0.7 %), at most 10x the rate; a falling hour
+        liquidates mostly longs, a rising one mostly shorts; prices inside the hour's
+        range along its path; notionals log-normal around 5,000 quote units.
+        """
+        if hi <= lo or self.config.liquidation_rate <= 0:
+            return []
+        first = max(0, (lo - self.start_ms) // HOUR_MS)
+        last = (hi - self.start_ms) // HOUR_MS
+        out: list[Liquidation] = []
+        for i in range(int(first), int(last) + 1):
+            out.extend(e for e in self._liquidation_hour(base, i) if lo < e.ts <= hi)
+        return out
+
+    def _liquidation_hour(self, base: str, i: int) -> tuple[Liquidation, ...]:
+        key = (base, i)
+        with self._lock:
+            found = self._liquidation_cache.get(key)
+        if found is not None:
+            return found
+        o, h, lw, c = (float(x) for x in self._path(base, "1h", i + 1)[i, 1:5])
+        move = math.log(c / o) if o > 0 and c > 0 else 0.0
+        rate = self.config.liquidation_rate
+        lam = min(rate * (0.2 + abs(move) / 0.007), 10 * rate)
+        rng = np.random.default_rng([self.config.seed, zlib.crc32(base.encode()), i])
+        n = int(rng.poisson(lam))
+        offsets = np.sort(rng.integers(1, HOUR_MS, size=n))
+        p_long = 0.5 - 0.4 * math.tanh(move / 0.007)
+        decimals = _price_decimals(base)
+        events = []
+        for k, offset in enumerate(offsets):
+            frac = float(offset) / HOUR_MS
+            along = o + (c - o) * frac
+            price = min(max(along * (1 + 0.002 * float(rng.standard_normal())), lw), h)
+            notional = 5_000.0 * math.exp(1.2 * float(rng.standard_normal()))
+            qty = max(round(notional / price, 3), 0.001)
+            side = "long" if float(rng.random()) < p_long else "short"
+            ts = self.start_ms + i * HOUR_MS + int(offset)
+            events.append(Liquidation(ts, side, round(price, decimals), qty, f"{i}-{k}"))
+        result = tuple(events)
+        with self._lock:
+            if len(self._liquidation_cache) > 200_000:
+                self._liquidation_cache.clear()
+            self._liquidation_cache[key] = result
+        return result
 
     # funding -----------------------------------------------------------------
     def funding(self, base: str, lo: int, hi: int, now: int) -> list[tuple[int, float, float]]:

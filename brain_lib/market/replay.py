@@ -45,6 +45,12 @@ some past the clock) and bodies of many MB. Every request is logged
 what is served (the forming candle, the newest funding print) together, as an
 exchange whose clock runs ahead or behind.
 
+Websocket streams (:mod:`brain_lib.market._replay_ws`, :attr:`ReplayServer.ws`): the
+forced-liquidation streams of the three exchanges (binance ``forceOrder``, bybit
+``allLiquidation``, okx ``liquidation-orders``) on a second port of the same host
+(``GET /__replay__/ws`` names it), from the synthetic market, with their own faults
+(a dropped connection, malformed frames, duplicate frames) and a log of what was sent.
+
 Run it standalone: ``python -m brain_lib.market.replay --port 8765``.
 """
 
@@ -95,6 +101,7 @@ from brain_lib.market._replay_faults import (
     broken_payload,
     huge_page,
 )
+from brain_lib.market._replay_ws import WS_FAULT_KINDS, SentLiquidation, WsFaultRule, WsStreams
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +111,7 @@ __all__ = [
     "FUNDING_INTERVAL_MS",
     "HOUR_MS",
     "MINUTE_MS",
+    "WS_FAULT_KINDS",
     "ApiError",
     "FaultPlan",
     "FaultRule",
@@ -111,7 +119,10 @@ __all__ = [
     "ReplayConfig",
     "ReplayServer",
     "RequestRecord",
+    "SentLiquidation",
     "SyntheticData",
+    "WsFaultRule",
+    "WsStreams",
     "exchange_of_path",
     "recorded_body",
     "recorded_files",
@@ -215,6 +226,9 @@ class _Handler(BaseHTTPRequestHandler):
             with app._log_lock:
                 logged = [asdict(r) for r in app.requests]
             self._send(200, json.dumps(logged).encode())
+        elif path == "/__replay__/ws":
+            ws = self.server.ws
+            self._send(200, json.dumps({"url": ws.url if ws else None}).encode())
         elif path == "/__replay__/health":
             self._send(200, json.dumps({"now": app.now()}).encode())
         else:
@@ -307,6 +321,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], app: _App) -> None:
         super().__init__(address, _Handler)
         self.app = app
+        self.ws: WsStreams | None = None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up (a timed-out request) is expected; others are logged."""
@@ -339,6 +354,17 @@ class ReplayServer:
         self._address = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._ws = WsStreams(self._app.data, self.config, self._app.now, host=host)
+
+    @property
+    def ws(self) -> WsStreams:
+        """The websocket streams (liquidations): their faults, clock and sent log."""
+        return self._ws
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://host:port`` of the websocket streams (ccxt.pro's paths below it)."""
+        return self._ws.url
 
     @property
     def url(self) -> str:
@@ -373,7 +399,9 @@ class ReplayServer:
 
     def start(self) -> ReplayServer:
         if self._server is None:
+            self._ws.start()
             self._server = _Server(self._address, self._app)
+            self._server.ws = self._ws
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
                 kwargs={"poll_interval": 0.05},
@@ -391,6 +419,7 @@ class ReplayServer:
                 self._thread.join(timeout=5)
             self._server = None
             self._thread = None
+        self._ws.stop()
 
     def __enter__(self) -> ReplayServer:
         return self.start()

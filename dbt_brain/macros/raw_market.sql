@@ -143,6 +143,56 @@ create table if not exists raw.collection_gaps (
     detected_at   timestamptz not null default now(),
     primary key (exchange, symbol, dataset, series, last_before)
 );
+-- the websocket listeners (brain_lib.market.listen, `brain listen liquidations`): one
+-- row per stream (exchange x symbol x dataset) with its listener's latest beat, upserted
+-- every few seconds and when the state changes. state: listening, reconnecting,
+-- stopped, failed; connected: whether the websocket was up at beat_at; the counts are
+-- the listener run's so far (messages = liquidations received for the stream)
+create table if not exists raw.listener_heartbeats (
+    exchange     text        not null,
+    symbol       text        not null,
+    dataset      text        not null,
+    listener_id  text        not null,
+    run_id       text        null,
+    host         text        not null,
+    pid          integer     not null,
+    started_at   timestamptz not null,
+    beat_at      timestamptz not null,
+    state        text        not null,
+    connected    boolean     not null,
+    messages     bigint      not null default 0,
+    new_rows     bigint      not null default 0,
+    unchanged_rows bigint    not null default 0,
+    rejected     bigint      not null default 0,
+    reconnects   integer     not null default 0,
+    last_ts      timestamptz null,
+    message      text        null,
+    primary key (exchange, symbol, dataset)
+);
+
+-- messages a listener could not turn into rows (text that is not JSON, JSON cut short,
+-- a liquidation without a market or a time): kept with the reason, never dropped.
+-- frame = the message as received, printable characters only and at most 4,000 of
+-- them; frame_sha256 of the whole message. Append-only.
+create table if not exists raw.quarantine_messages (
+    message_id    bigint generated always as identity primary key,
+    exchange      text        not null,
+    dataset       text        not null,
+    symbol        text        null,
+    reason        text        not null,
+    frame         text        not null,
+    frame_sha256  text        not null,
+    frame_bytes   integer     not null,
+    run_id        text        null,
+    received_at   timestamptz not null
+);
+create or replace trigger quarantine_messages_append_only
+    before update or delete on raw.quarantine_messages
+    for each row execute function raw.forbid_change('quarantined messages');
+create or replace trigger quarantine_messages_no_truncate
+    before truncate on raw.quarantine_messages
+    for each statement execute function raw.forbid_change('quarantined messages');
+
 -- revisions of candles: a row that arrived for a stored candle's key with other values
 -- (an exchange revising its last bar, a user correcting a file). Append-only: one row
 -- per arrival with the stored and the arriving values and what was done with it.
