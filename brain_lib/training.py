@@ -313,12 +313,22 @@ def exogenous_columns(candles: pd.DataFrame) -> list[str]:
 
 
 def feature_sets(feature_names: list[str]) -> list[str]:
-    """Which families a feature list draws on: ``ohlcv`` and, when present, ``derivatives``."""
-    from brain_lib.market.data import FEATURE_COLUMNS
+    """Which families a feature list draws on: ``ohlcv``; ``derivatives`` when any
+    column of ``marts.fct_features_hourly`` is in it, followed by the mart's families
+    it uses (``funding``, ``open_interest``, ``liquidations``, ``sentiment``)."""
+    from brain_lib.market import data
 
-    extra = set(FEATURE_COLUMNS)
-    sets = ["ohlcv"] if any(n not in extra for n in feature_names) else []
-    return sets + (["derivatives"] if any(n in extra for n in feature_names) else [])
+    families = {
+        "funding": data.FUNDING_COLUMNS,
+        "open_interest": data.OPEN_INTEREST_COLUMNS,
+        "liquidations": data.LIQUIDATION_COLUMNS,
+        "sentiment": data.SENTIMENT_COLUMNS,
+    }
+    names = set(feature_names)
+    extra = set(data.FEATURE_COLUMNS)
+    sets = ["ohlcv"] if names - extra else []
+    used = [family for family, cols in families.items() if names & set(cols)]
+    return sets + (["derivatives", *used] if used else [])
 
 
 def load_training_candles(
@@ -341,8 +351,9 @@ def load_training_candles(
     The features of ``marts.fct_features_hourly`` (funding, open interest,
     liquidations, sentiment; point-in-time: bar ``ts`` only sees data stamped at or
     before its close) are added as columns when the timeframe is 1h and the symbol has
-    any of them in the window. Otherwise — no derivatives data, another timeframe, the
-    mart not built yet — the candles come alone and the model trains on OHLCV features.
+    any of them in the window; a column with no value in the window is left out.
+    Otherwise — no derivatives data, another timeframe, the mart not built yet — the
+    candles come alone and the model trains on OHLCV features.
 
     :data:`FUNDING_COLUMN` is added when the symbol has funding prints in
     ``raw.funding_rates`` (a perpetual): the rate a unit long pays over each bar, i.e.
@@ -371,7 +382,10 @@ def load_training_candles(
     except MartNotBuiltError:
         return candles
     extra = extra.reindex(candles.index)
-    if extra.empty or not extra.notna().any().any():
+    # a column with no value in the window carries nothing (and would make the
+    # manifest claim a family the model never saw): left out
+    extra = extra.loc[:, extra.notna().any()]
+    if extra.empty or extra.shape[1] == 0:
         return candles
     return candles.join(extra)
 

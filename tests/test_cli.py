@@ -517,3 +517,46 @@ def test_demo_runs_twice_on_the_same_home(env: dict[str, str]) -> None:
         assert (Path(env["BRAIN_HOME"]) / "dbt" / "target" / "index.html").exists()
     finally:
         brain("db", "stop", env=env)
+
+
+def test_listen_refuses_an_exchange_without_websocket_liquidations(env: dict[str, str]) -> None:
+    proc = brain(
+        "listen", "liquidations", "--exchange", "kraken", "--symbols", "BTC/USDT:USDT", env=env
+    )
+    _one_line_error(proc, "kraken publishes no liquidations over websocket")
+    assert proc.returncode == 2
+    assert not (Path(env["BRAIN_HOME"]) / "pg").exists()  # refused before the warehouse
+
+
+def test_listen_lands_liquidations_with_a_live_count(
+    env: dict[str, str], fresh_warehouse: str
+) -> None:
+    env = {**env, "BRAIN_DATABASE_URL": fresh_warehouse}
+    proc = brain(
+        "listen",
+        "liquidations",
+        "--exchange",
+        "bybit",
+        "--symbols",
+        "BTC/USDT,ETH/USDT:USDT",
+        "--replay",
+        "--replay-speed",
+        "3600",
+        "--for",
+        "4s",
+        "--check-every",
+        "0",
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with connect(fresh_warehouse) as conn:
+        counts = dict(
+            conn.execute(
+                "select symbol, count(*) from raw.liquidations where exchange = 'bybit' "
+                "group by symbol"
+            ).fetchall()
+        )
+    # BTC/USDT means its perpetual; the table printed the same counts it landed
+    assert set(counts) == {"BTC/USDT:USDT", "ETH/USDT:USDT"} and min(counts.values()) > 0
+    total = sum(counts.values())
+    assert f"bybit: {total} liquidation(s) received, {total} new" in proc.stdout

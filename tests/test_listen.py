@@ -13,6 +13,7 @@ import collections
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -201,3 +202,48 @@ def test_bad_requests_are_refused_in_one_line_before_anything_is_written(
         )
     (n,) = _one(fresh_warehouse, "select count(*) from raw.listener_heartbeats")
     assert n == 0
+
+
+def test_the_flow_listens_for_its_window_and_publishes_a_summary(
+    fresh_warehouse: str,
+    replay: ReplayServer,
+    prefect_harness: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.listen_liquidations import ARTIFACT_KEY, listen_liquidations_flow
+
+    monkeypatch.setenv("BRAIN_DATABASE_URL", fresh_warehouse)
+    monkeypatch.setenv("BRAIN_HOME", str(tmp_path / "home"))
+    state = listen_liquidations_flow(
+        exchange="okx",
+        symbols=SYMBOLS,
+        minutes=LISTEN_S / 60,
+        replay=replay.url,
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    rows = state.result()
+    assert {r["symbol"] for r in rows} == set(SYMBOLS)
+    assert sum(r["new_rows"] for r in rows) == sum(_sent(replay, "okx").values()) > 0
+
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def artifact() -> str:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=[ARTIFACT_KEY]),
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+                )
+            )
+            return str(found[0].data) if found else ""
+
+    assert "| BTC/USDT:USDT |" in run_coro_as_sync(artifact())

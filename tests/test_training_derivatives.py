@@ -10,7 +10,7 @@ import pytest
 
 from brain_lib.dbt import run_dbt
 from brain_lib.market import SyntheticMarket
-from brain_lib.market.data import FEATURE_COLUMNS
+from brain_lib.market.data import FEATURE_COLUMNS, SENTIMENT_COLUMNS
 from brain_lib.training import (
     TrainingConfig,
     build_dataset,
@@ -74,11 +74,19 @@ def _load(dsn: str, symbol: str) -> pd.DataFrame:
 def test_a_symbol_with_derivatives_trains_on_them(dsn: str) -> None:
     candles = _load(dsn, WITH)
     assert list(candles.columns[:5]) == ["open", "high", "low", "close", "volume"]
-    assert set(FEATURE_COLUMNS) <= set(candles.columns)
+    # every family with data in the window, and none without: no sentiment was loaded
+    assert set(FEATURE_COLUMNS) - set(SENTIMENT_COLUMNS) <= set(candles.columns)
+    assert not set(SENTIMENT_COLUMNS) & set(candles.columns)
     assert candles["funding_rate"].notna().sum() > BARS - 10
     result = train_symbol(candles, exchange="binance", symbol=WITH, config=CONFIG)
     manifest = result.manifest
-    assert manifest["feature_sets"] == ["ohlcv", "derivatives"]
+    assert manifest["feature_sets"] == [
+        "ohlcv",
+        "derivatives",
+        "funding",
+        "open_interest",
+        "liquidations",
+    ]
     assert "funding_rate" in manifest["features"] and "liq_count_24h" in manifest["features"]
     # the model really sees them: the booster knows their names
     assert "open_interest_change_1h" in result.model.feature_names

@@ -15,6 +15,7 @@ from brain_lib.cli import (  # noqa: F401  (commands)
     collect,
     db,
     ingest,
+    listen,
     models,
     quality,
     select,

@@ -30,6 +30,7 @@ spool_app = typer.Typer(help="Records spooled while the warehouse was unreachabl
 quality_app = typer.Typer(help="Data quality: Great Expectations suites on the raw tables.")
 replay_app = typer.Typer(help="The replay exchange: binance, bybit and okx REST on 127.0.0.1.")
 features_app = typer.Typer(help="Feature importance of the champions: top features, shifts, drift.")
+listen_app = typer.Typer(help="Live websocket streams into the warehouse: liquidations.")
 app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(models_app, name="models")
@@ -37,6 +38,7 @@ app.add_typer(spool_app, name="spool")
 app.add_typer(features_app, name="features")
 app.add_typer(replay_app, name="replay")
 app.add_typer(quality_app, name="quality")
+app.add_typer(listen_app, name="listen")
 
 EXIT_USER_ERROR = 2
 

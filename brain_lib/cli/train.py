@@ -31,6 +31,10 @@ DEMO_TREND_HALF_LIFE = 48.0
 # every symbol's signal is found (README, "What brain demo plants")
 DEMO_SEED = 5
 DEMO_DATA_START = "2025-01-01T00:00:00Z"
+# the demo listens to the replay's liquidation streams, which replay the whole window
+# in DEMO_LISTEN_S seconds at DEMO_LIQUIDATION_RATE liquidations per symbol-hour
+DEMO_LISTEN_S = 12.0
+DEMO_LIQUIDATION_RATE = 2.0
 
 
 # -------------------------------------------------------------------------- train
@@ -260,6 +264,31 @@ def _print_best_models(dsn: str) -> None:
     _console().print(table)
 
 
+def _demo_listen(dsn: str, names: list[str], replay_url: str, settings: Any) -> None:
+    """Liquidations for the demo: listen to the replay's binance streams while they
+    replay the demo's window (before the collection, whose dbt build then puts them in
+    marts.fct_features_hourly)."""
+    from brain_lib.market.listen import listen_liquidations
+    from brain_lib.quality import data_docs_dir
+
+    report = listen_liquidations(
+        dsn,
+        "binance",
+        names,
+        duration_s=DEMO_LISTEN_S + 4.0,
+        replay_url=replay_url,
+        check_s=0,
+        docs_dir=data_docs_dir(home=settings.home),
+    )
+    median, p99 = report.latency()
+    latency = f"; arrival to commit median {median:.0f} ms, p99 {p99:.0f} ms" if median else ""
+    _console().print(f"listen liquidations (ccxt.pro websockets): {report.describe()}{latency}")
+    if report.status != "ok":
+        from brain_lib.errors import BrainError
+
+        raise BrainError(f"listening to liquidations failed: {report.message}")
+
+
 @app.command()
 def demo(
     symbols: Annotated[int, typer.Option(min=1, max=5, help="How many demo symbols.")] = 3,
@@ -295,9 +324,13 @@ def demo(
         bases=tuple(bases),
         data_start=DEMO_DATA_START,
         now=clock.isoformat(),
+        liquidation_rate=DEMO_LIQUIDATION_RATE,
+        ws_start=DEMO_DATA_START,
+        ws_speed=(clock - start).total_seconds() / DEMO_LISTEN_S,
     )
     with ReplayServer(config) as replay:
         console.print(f"replay exchange (binance, bybit, okx formats) on {replay.url}")
+        _demo_listen(dsn, names, replay.url, settings)
         state = run_flow(
             collect_market_data,
             exchanges=["binance"],

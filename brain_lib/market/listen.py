@@ -44,6 +44,7 @@ import functools
 import hashlib
 import math
 import os
+import signal
 import socket
 import statistics
 import time
@@ -60,6 +61,7 @@ from brain_lib.market._collect_types import _dt
 from brain_lib.market.exchanges import EXCHANGES, exchange_profile
 
 __all__ = [
+    "ExchangeUnreachableError",
     "LiquidationListener",
     "ListenReport",
     "ListenerBusyError",
@@ -75,6 +77,11 @@ _LOCK_SPACE = zlib.crc32(b"brain.listen") & 0x7FFFFFFF
 
 class ListenerBusyError(MarketDataError):
     """A stream already has a listener (another process holds its lock)."""
+
+
+class ExchangeUnreachableError(MarketDataError, ConnectionError):
+    """The exchange did not answer (its markets could not be loaded): may pass by
+    itself, so the flow's task retries it."""
 
 
 @dataclass
@@ -129,6 +136,48 @@ class ListenReport:
             return None, None
         p99 = values[min(len(values) - 1, math.ceil(0.99 * len(values)) - 1)]
         return statistics.median(values), p99
+
+    def as_rows(self) -> list[dict[str, Any]]:
+        """One dict per stream (the flow's result, the CLI's table)."""
+        return [
+            {
+                "exchange": self.exchange,
+                "symbol": c.symbol,
+                "status": self.status,
+                "messages": c.messages,
+                "new_rows": c.new_rows,
+                "unchanged_rows": c.unchanged_rows,
+                "rejected": c.rejected,
+                "gaps": len(self.gaps),
+                "last_ts": _dt(c.last_ts).isoformat() if c.last_ts is not None else None,
+            }
+            for c in self.streams.values()
+        ]
+
+    def markdown(self) -> str:
+        """The run's summary as a markdown table (the flow's artifact)."""
+        median, p99 = self.latency()
+        lines = [
+            f"# listen-liquidations: {self.exchange}",
+            "",
+            f"{self.describe()}.",
+            "",
+            "| symbol | received | new | already stored | quarantined | last liquidation |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for row in self.as_rows():
+            lines.append(
+                f"| {row['symbol']} | {row['messages']} | {row['new_rows']} | "
+                f"{row['unchanged_rows']} | {row['rejected']} | {row['last_ts'] or '-'} |"
+            )
+        if self.gaps:
+            lines += ["", "Time disconnected (raw.collection_gaps):", ""]
+            lines += [f"- {a:%Y-%m-%d %H:%M:%S} to {b:%H:%M:%S} UTC" for a, b in self.gaps]
+        if median is not None and p99 is not None:
+            lines += ["", f"Arrival to commit: median {median:.1f} ms, p99 {p99:.1f} ms."]
+        for check in self.checks:
+            lines += ["", f"Data quality: {check['summary']}"]
+        return "\n".join(lines) + "\n"
 
     def describe(self) -> str:
         parts = [
@@ -695,6 +744,11 @@ class LiquidationListener:
         checker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="brain-listen-gx")
         loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        stop = stop or asyncio.Event()
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            # SIGTERM (docker stop, a worker cancelling) ends the run as Ctrl-C does;
+            # only possible in the main thread
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
         conn = await loop.run_in_executor(writer, lambda: open_connection(self.dsn))
         exchange = None
         status = "failed"
@@ -722,6 +776,8 @@ class LiquidationListener:
                     await asyncio.shield(loop.run_in_executor(checker, self._check))
             self.report.status = status
             self.report.finished_at = datetime.now(UTC)
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.remove_signal_handler(signal.SIGTERM)
             with contextlib.suppress(Exception):
                 await loop.run_in_executor(writer, conn.close)
             writer.shutdown(wait=False)
@@ -753,8 +809,14 @@ class LiquidationListener:
 
                 point_at_replay(exchange, self.replay_url)
                 _point_ws_at(exchange, ws_root)
+            import ccxt
+
             try:
                 self._markets = await exchange.load_markets()
+            except ccxt.NetworkError as exc:
+                raise ExchangeUnreachableError(
+                    f"{self.exchange_id} did not answer: {type(exc).__name__}: {exc}"
+                ) from None
             except Exception as exc:
                 raise MarketDataError(
                     f"{self.exchange_id}: could not load its markets: {type(exc).__name__}: {exc}"
@@ -817,6 +879,7 @@ class LiquidationListener:
                 if deadline is not None and now >= deadline:
                     return "ok"
                 if stop is not None and stop.is_set():
+                    self.report.message = "stopped (SIGTERM)"
                     return "ok"
                 failed = next((t for t in tasks if t.done()), None)
                 if failed is not None:
