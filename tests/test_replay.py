@@ -126,6 +126,53 @@ def test_bybit_pages_are_newest_first_within_the_window(server: ReplayServer) ->
     assert missing_end["retCode"] == 10001  # bybit wants endTime with startTime
 
 
+def test_bybit_kline_with_a_lone_start_answers_the_bars_from_start(server: ReplayServer) -> None:
+    """No `end`: the `limit` bars from `start` on (up to the clock), newest first, so that
+    ccxt's fetch_ohlcv with `since` alone gets the bars from `since`."""
+    start = NOW_MS - 1800_000 - 48 * HOUR  # on the hour
+    kline = {"category": "linear", "symbol": "BTCUSDT", "interval": "60"}
+    _, body, _ = get(server.url, "/v5/market/kline", **kline, start=start, limit=5)
+    _, near, _ = get(server.url, "/v5/market/kline", **kline, start=NOW_MS - 3 * HOUR, limit=10)
+    stamps, near_stamps = ([int(r[0]) for r in b["result"]["list"]] for b in (body, near))
+    assert stamps == [start + i * HOUR for i in (4, 3, 2, 1, 0)]
+    assert near_stamps == [NOW_MS - k * HOUR for k in (0.5, 1.5, 2.5)]  # up to the clock
+    bars = make_exchange("bybit", replay_url=server.url).fetch_ohlcv(
+        "BTC/USDT:USDT", "1h", start, 5
+    )
+    expected = server.data.candles("BTC", "1h", start, start + 4 * HOUR, NOW_MS)
+    assert [b[0] for b in bars] == [e[0] for e in expected] and len(bars) == 5
+    assert [b[4] for b in bars] == [round(e[4], 2) for e in expected]  # served to 2 dp
+
+
+def test_bybit_cursor_is_an_opaque_token_that_pages_every_row_once(server: ReplayServer) -> None:
+    since, until = NOW_MS - 1800_000 - 200 * HOUR, NOW_MS - 1800_000 - 80 * HOUR
+    oi = {"category": "linear", "symbol": "BTCUSDT", "intervalTime": "1h"}
+    _, first, _ = get(
+        server.url, "/v5/market/open-interest", **oi, startTime=since, endTime=until, limit=50
+    )
+    cursor = first["result"]["nextPageCursor"]
+    assert cursor and not cursor.isdecimal()
+    # ccxt follows the cursor (pages of 50 here): 121 hourly samples, each exactly once
+    got = make_exchange("bybit", replay_url=server.url).fetch_open_interest_history(
+        "BTC/USDT:USDT", "1h", since, None,
+        {"paginate": True, "until": until, "maxEntriesPerRequest": 50},
+    )  # fmt: skip
+    sent = [r.query.get("cursor") for r in server.requests_to("/v5/market/open-interest")[-3:]]
+    assert sent[0] is None and sent[1] == cursor and sent[2] not in (None, cursor)
+    expected = server.data.open_interest("BTC", HOUR, since, until, NOW_MS)
+    assert sorted(r["timestamp"] for r in got) == [ts for ts, _, _ in expected]
+    assert len(expected) == 121
+    # a cursor the exchange did not hand out is bybit's params error, not a crash
+    tampered = ("A" if cursor[0] != "A" else "B") + cursor[1:]
+    for bad in (tampered, cursor + "A", "50", "%%"):
+        status, body, _ = get(server.url, "/v5/market/open-interest", **oi, cursor=bad)
+        assert status == 200 and body["retCode"] == 10001 and body["result"] == {}
+        assert body["retMsg"].startswith("params error")
+    eth = {**oi, "symbol": "ETHUSDT"}
+    _, other, _ = get(server.url, "/v5/market/open-interest", **eth, cursor=cursor)
+    assert other["retCode"] == 10001  # a cursor belongs to its own query
+
+
 def test_okx_bounds_are_exclusive(server: ReplayServer) -> None:
     lo, hi = NOW_MS - 10.5 * HOUR, NOW_MS - 5.5 * HOUR
     _, body, _ = get(

@@ -3,7 +3,12 @@ bybit and okx, answering from :class:`~brain_lib.market._replay_data.SyntheticDa
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
+import hashlib
+import hmac
+import json
 from typing import Any, ClassVar
 
 from brain_lib.market._replay_data import (
@@ -311,12 +316,19 @@ class _Bybit(_Dialect):
             raise self._error(10001, "params error: invalid interval", now)
         step = timeframe_ms(timeframe)
         limit = min(_q_int(query, "limit") or 200, 1000)
-        end = _q_int(query, "end")
-        hi = now if end is None else end
-        lo = _q_int(query, "start")
-        lo = hi - (limit + 1) * step - self.data.hole_span() if lo is None else lo
+        start, end = _q_int(query, "start"), _q_int(query, "end")
+        span = (limit + 1) * step + self.data.hole_span()
+        if start is not None and end is None:
+            # a lone `start`: the `limit` bars from `start` on (up to the clock), still
+            # listed newest first
+            bars = self.data.candles(base, timeframe, start, start + span, now)[:limit]
+        else:
+            # with `end` (or neither): the newest `limit` bars of [start, end or now]
+            hi = now if end is None else end
+            lo = hi - span if start is None else start
+            bars = self.data.candles(base, timeframe, lo, hi, now)
         dec = _price_decimals(base)
-        bars = self._newest(self.data.candles(base, timeframe, lo, hi, now), limit)
+        bars = self._newest(bars, limit)
         rows = [
             [str(ts), _fmt(o, dec), _fmt(h, dec), _fmt(lw, dec), _fmt(c, dec), _fmt(v, 3),
              _fmt(v * (o + c) / 2, 4)]
@@ -355,21 +367,57 @@ class _Bybit(_Dialect):
         start, end = _q_int(query, "startTime"), _q_int(query, "endTime")
         hi = now if end is None else end
         lo = hi - 10_000 * step if start is None else start
-        samples = self.data.open_interest(base, step, lo, hi, now)
-        offset = _q_int(query, "cursor") or 0
-        newest_first = list(reversed(samples))
-        page = newest_first[offset : offset + limit]
-        more = offset + limit < len(newest_first)
+        symbol, interval = f"{base}{self.config.quote}", query.get("intervalTime", "")
+        if query.get("cursor"):
+            hi = min(hi, self._read_cursor(query["cursor"], symbol, interval, now))
+        newest_first = list(reversed(self.data.open_interest(base, step, lo, hi, now)))
+        page = newest_first[:limit]
+        more = len(newest_first) > limit
         rows = [{"openInterest": _fmt(amount, 8), "timestamp": str(ts)} for ts, amount, _ in page]
         return self._envelope(
             {
-                "symbol": f"{base}{self.config.quote}",
+                "symbol": symbol,
                 "category": category,
                 "list": rows,
-                "nextPageCursor": str(offset + limit) if more else "",
+                "nextPageCursor": self._cursor(symbol, interval, page[-1][0] - 1) if more else "",
             },
             now,
         )
+
+    # cursors -------------------------------------------------------------------
+    # bybit's nextPageCursor is an opaque token: here the urlsafe base64 of a small JSON
+    # (symbol, interval, the newest stamp the next page may hold) and its keyed hash, so
+    # that a client can only send back what it was given; the next page continues below
+    # the last row sent (a clock that moves on between pages neither repeats nor skips).
+    _CURSOR_TAG = 12  # bytes of the keyed hash
+
+    def _cursor_key(self) -> bytes:
+        return hashlib.sha256(f"replay-bybit-cursor|{self.config.seed}".encode()).digest()
+
+    def _cursor(self, symbol: str, interval: str, below: int) -> str:
+        payload = json.dumps({"s": symbol, "i": interval, "t": below}, separators=(",", ":"))
+        raw = payload.encode()
+        tag = hmac.new(self._cursor_key(), raw, hashlib.sha256).digest()[: self._CURSOR_TAG]
+        return base64.urlsafe_b64encode(raw + tag).decode().rstrip("=")
+
+    def _read_cursor(self, token: str, symbol: str, interval: str, now: int) -> int:
+        """The newest stamp the page after ``token`` may hold; bybit's params error for a
+        cursor it did not hand out (garbled, tampered, or for another query)."""
+        bad = self._error(10001, "params error: cursor is invalid", now)
+        try:
+            blob = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError):
+            raise bad from None
+        if base64.urlsafe_b64encode(blob).decode().rstrip("=") != token:
+            raise bad  # not the canonical encoding: characters changed or added
+        raw, tag = blob[: -self._CURSOR_TAG], blob[-self._CURSOR_TAG :]
+        want = hmac.new(self._cursor_key(), raw, hashlib.sha256).digest()[: self._CURSOR_TAG]
+        if len(blob) <= self._CURSOR_TAG or not hmac.compare_digest(tag, want):
+            raise bad
+        state = json.loads(raw)
+        if state.get("s") != symbol or state.get("i") != interval:
+            raise bad
+        return int(state["t"])
 
 
 class _Okx(_Dialect):
