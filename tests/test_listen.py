@@ -19,14 +19,19 @@ import psycopg
 import pytest
 
 from brain_lib.errors import UnknownExchangeError, UnknownSymbolError
-from brain_lib.market.listen import LiquidationListener, ListenerBusyError, listen_liquidations
+from brain_lib.market.listen import (
+    LiquidationListener,
+    ListenerBusyError,
+    ListenReport,
+    listen_liquidations,
+)
 from brain_lib.market.replay import ReplayConfig, ReplayServer, SentLiquidation
 
 NOW = "2025-03-01T12:00:00Z"
 WS_START = "2025-03-01T10:00:00Z"
 SPEED = 7200.0  # two hours of market a second
 SYMBOLS = ["BTC/USDT:USDT", "ETH/USDT:USDT"]
-LISTEN_S = 2.5
+LISTEN_S = 2.5  # the flow's window and the busy-listener test
 
 
 @pytest.fixture
@@ -36,11 +41,20 @@ def replay() -> Iterator[ReplayServer]:
         yield server
 
 
-def _listen(dsn: str, replay: ReplayServer, exchange: str, **options: object):
+def _listen(dsn: str, replay: ReplayServer, exchange: str, **options: object) -> ListenReport:
+    """Listen until the replay's streams have sent everything and a second has passed
+    for it to arrive (at most a minute), then stop the listener."""
     options.setdefault("check_s", 0)
-    return listen_liquidations(
-        dsn, exchange, SYMBOLS, duration_s=LISTEN_S, replay_url=replay.url, **options
-    )
+    listener = LiquidationListener(dsn, exchange, SYMBOLS, replay_url=replay.url, **options)
+    runner = threading.Thread(target=listener.run, args=(60.0,))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not replay.ws.finished and runner.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    listener.stop()
+    runner.join()
+    return listener.report
 
 
 def _stored(dsn: str, exchange: str) -> collections.Counter[tuple[object, ...]]:
@@ -130,7 +144,8 @@ def test_malformed_frames_are_quarantined_and_the_stream_goes_on(
     fresh_warehouse: str, replay: ReplayServer
 ) -> None:
     for n, kind in enumerate(("not_json", "truncated", "bad_values")):
-        replay.ws.add_fault(kind, "okx", after=3 + 3 * n)
+        # okx's channel carries every swap: break one of ours
+        replay.ws.add_fault(kind, "okx", after=3 + 3 * n, base="ETH")
     report = _listen(fresh_warehouse, replay, "okx", check_s=30.0)
     assert report.status == "ok" and report.rejected == 2
     with psycopg.connect(fresh_warehouse) as conn:
@@ -147,7 +162,7 @@ def test_malformed_frames_are_quarantined_and_the_stream_goes_on(
         ).fetchall()
     assert reasons[0] == "not JSON" and reasons[1].startswith("not valid JSON")
     # the liquidation whose numbers are not numbers landed and the suite quarantined it
-    assert ("expect_liquidation_quantity_positive",) in flagged
+    assert ("expect_liquidation_quantity_positive",) in flagged, report.checks
     stored = _stored(fresh_warehouse, "okx")
     sent = _sent(replay, "okx")
     assert sent - stored == collections.Counter()  # every good one landed, after the faults too

@@ -57,12 +57,15 @@ _TICK_S = 0.02
 @dataclass
 class WsFaultRule:
     """Break the stream of ``exchange`` (None: any) once ``after`` frames of liquidations
-    went out on a connection; ``times``: how often it fires (None: every time)."""
+    went out on a connection; ``times``: how often it fires (None: every time);
+    ``base``: only at a frame that carries that base asset (``bad_values`` then breaks
+    that base's liquidation)."""
 
     kind: str
     exchange: str | None = None
     after: int = 0
     times: int | None = 1
+    base: str | None = None
     fired: int = 0
 
     def __post_init__(self) -> None:
@@ -140,6 +143,14 @@ class WsStreams:
         elapsed = (time.monotonic() - wall0) * 1000 * self.config.ws_speed
         return min(market0 + int(elapsed), self._now())
 
+    @property
+    def finished(self) -> bool:
+        """True once the streams' clock has started and reached the replay's clock:
+        nothing more will be sent (unless the replay's clock moves)."""
+        with self._lock:
+            started = self._market0 is not None
+        return started and self.clock() >= self._now()
+
     def restart_clock(self, start: int | str | None = None) -> None:
         """Start the streams' clock again at ``start`` (None: the replay's clock)."""
         with self._lock:
@@ -164,11 +175,12 @@ class WsStreams:
         with self._lock:
             return [s for s in self.sent if s.exchange == exchange]
 
-    def _take_fault(self, conn: _Conn) -> WsFaultRule | None:
+    def _take_fault(self, conn: _Conn, bases: set[str]) -> WsFaultRule | None:
         with self._lock:
             for rule in self.faults:
                 live = rule.times is None or rule.fired < rule.times
                 mine = rule.exchange is None or rule.exchange == conn.exchange
+                mine = mine and (rule.base is None or rule.base in bases)
                 if live and mine and conn.frames >= rule.after:
                     rule.fired += 1
                     return rule
@@ -267,12 +279,12 @@ class WsStreams:
             frames = _frames(conn, self, conn.cursor, now)
             conn.cursor = now
             for text, events in frames:
-                rule = self._take_fault(conn)
+                rule = self._take_fault(conn, {e.base for e in events})
                 if rule is not None and rule.kind == "drop":
                     ws.transport.abort()
                     return
                 if rule is not None and rule.kind in ("not_json", "truncated", "bad_values"):
-                    await ws.send(_broken(rule.kind, conn.exchange, text))
+                    await ws.send(_broken(rule.kind, conn.exchange, text, rule.base))
                 conn.frames += 1
                 await ws.send(text)
                 self._log(events, conn.number, 0)
@@ -484,8 +496,9 @@ def _num(value: float) -> str:
     return text or "0"
 
 
-def _broken(kind: str, exchange: str, text: str) -> str:
-    """A broken frame of ``kind`` made from the good frame ``text``."""
+def _broken(kind: str, exchange: str, text: str, base: str | None = None) -> str:
+    """A broken frame of ``kind`` made from the good frame ``text`` (``bad_values``: the
+    liquidation of ``base`` when given, else the frame's first)."""
     if kind == "not_json":
         return "Server busy: " + base64.b64encode(text[:24].encode()).decode()
     if kind == "truncated":
@@ -496,7 +509,9 @@ def _broken(kind: str, exchange: str, text: str) -> str:
     elif exchange == "bybit":
         body["data"] = [{**body["data"][0], "p": "abc", "v": "-1"}]
     else:
-        entry = body["data"][0]
+        entries = body["data"]
+        entry = next((e for e in entries if base and e["instId"].startswith(f"{base}-")), None)
+        entry = entry or entries[0]
         entry["details"] = [{**entry["details"][0], "bkPx": "abc", "sz": "-1"}]
         body["data"] = [entry]
     return json.dumps(body, separators=(",", ":"))

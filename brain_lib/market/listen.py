@@ -47,6 +47,7 @@ import os
 import signal
 import socket
 import statistics
+import threading
 import time
 import uuid
 import zlib
@@ -430,6 +431,7 @@ class LiquidationListener:
         self._exchange: Any = None
         self._markets: dict[str, Any] = {}
         self._holding = False
+        self._stop_requested = threading.Event()
 
     # --- what the hooked exchange hands over (event loop thread) ------------------
     def _take(self, parsed: dict[str, Any], raw: Any) -> None:
@@ -724,6 +726,11 @@ class LiquidationListener:
         )
 
     # --- the run ------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask a running listener to end (from any thread): it commits what arrived,
+        writes its final heartbeat and returns its report, within ``flush_s``."""
+        self._stop_requested.set()
+
     def run(self, duration_s: float | None = None) -> ListenReport:
         """Listen for ``duration_s`` seconds (None: until interrupted) and return the
         report. Ctrl-C (or SIGTERM turned into it) ends the run cleanly: the last batch
@@ -880,6 +887,8 @@ class LiquidationListener:
                     return "ok"
                 if stop is not None and stop.is_set():
                     self.report.message = "stopped (SIGTERM)"
+                    return "ok"
+                if self._stop_requested.is_set():
                     return "ok"
                 failed = next((t for t in tasks if t.done()), None)
                 if failed is not None:
