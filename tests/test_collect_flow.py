@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from flow_artifacts import flow_run_artifact
 
 from brain_lib.market.replay import ReplayConfig, ReplayServer
 from brain_lib.warehouse import connect
@@ -34,28 +34,6 @@ def collect_env(warehouse_dsn: str, tmp_path_factory: pytest.TempPathFactory) ->
     mp.setenv("BRAIN_HOME", str(home))
     yield warehouse_dsn
     mp.undo()
-
-
-def _artifact(flow_run_id: Any) -> Any:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        ArtifactFilterKey,
-    )
-    from prefect.utilities.asyncutils import run_coro_as_sync
-
-    async def read() -> Any:
-        async with get_client() as client:
-            found = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    key=ArtifactFilterKey(any_=["collect-market-data"]),
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
-                )
-            )
-            return found[0] if found else None
-
-    return run_coro_as_sync(read())
 
 
 def test_the_flow_maps_streams_and_publishes_a_summary(
@@ -90,7 +68,7 @@ def test_the_flow_maps_streams_and_publishes_a_summary(
             (str(flow_run_id),),
         ).fetchone()
     assert counts == (3 * 47, 2 * 6, 2 * 48, 1)  # 47 closed hours, 6 prints, 48 samples
-    artifact = _artifact(flow_run_id)
+    artifact = flow_run_artifact("collect-market-data", flow_run_id)
     assert artifact is not None and artifact.type == "markdown"
     assert "9 streams: 7 ok, 2 unsupported, 0 failed" in artifact.data
     assert "| binance | BTC/USDT:USDT | funding | ok | 6 |" in artifact.data
@@ -143,7 +121,7 @@ def test_a_failing_stream_does_not_sink_the_others(
     assert rows[("bybit", "SOL/USDT:USDT")]["new_rows"] == 47
     assert "unknown symbol" in rows[("bybit", "NOPE/USDT:USDT")]["message"]
     assert "unknown exchange 'kraken'" in rows[("kraken", "SOL/USDT:USDT")]["message"]
-    artifact = _artifact(state.state_details.flow_run_id)
+    artifact = flow_run_artifact("collect-market-data", state.state_details.flow_run_id)
     assert "4 streams: 1 ok, 0 unsupported, 3 failed" in artifact.data
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from flow_artifacts import flow_run_artifact
 from markets import seed_planted
 
 from brain_lib.dbt import ensure_raw_schema
@@ -55,30 +55,6 @@ def _stored_end(dsn: str) -> datetime:
     return row[0]
 
 
-def _artifact(key: str, state: Any) -> Any:
-    """The artifact ``key`` of the flow run that ended in ``state`` (the module's runs
-    all publish the same key)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        ArtifactFilterKey,
-    )
-    from prefect.utilities.asyncutils import run_coro_as_sync
-
-    async def read() -> Any:
-        async with get_client() as client:
-            found = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    key=ArtifactFilterKey(any_=[key]),
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
-                )
-            )
-            return found[0] if found else None
-
-    return run_coro_as_sync(read())
-
-
 def test_nightly_analysis_without_a_shift_marks_nothing(
     prefect_harness: None, env: tuple[str, Path]
 ) -> None:
@@ -104,7 +80,7 @@ def test_nightly_analysis_without_a_shift_marks_nothing(
         dists = conn.execute("select count(*) from raw.feature_distributions").fetchone()
         requests = conn.execute("select count(*) from raw.retrain_requests").fetchone()
     assert nightly == (2,) and dists is not None and dists[0] > 100 and requests == (0,)
-    artifact = _artifact("nightly-feature-analysis", state)
+    artifact = flow_run_artifact("nightly-feature-analysis", state.state_details.flow_run_id)
     assert artifact is not None and "## Marked for retraining" in str(artifact.data)
 
 
@@ -123,7 +99,7 @@ def test_a_flagged_symbol_is_marked_and_the_next_daily_retrain_serves_it(
     data = state.result()
     assert [m["symbol"] for m in data["marked"]] == ["BTC/USDT"]
     assert "rank correlation" in data["marked"][0]["reason"]
-    artifact = _artifact("nightly-feature-analysis", state)
+    artifact = flow_run_artifact("nightly-feature-analysis", state.state_details.flow_run_id)
     assert "**BTC/USDT**" in str(artifact.data)
     # flagged again the next night: still one pending request
     state = run_flow(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from flow_artifacts import flow_run_artifact
 
 from brain_lib.warehouse import connect
 
@@ -15,29 +16,6 @@ pytestmark = pytest.mark.slow
 
 
 LOOKBACK = 190  # days; retrain_env (conftest.py) stores 200 of a planted-trend market
-
-
-def _artifact(key: str, flow_run_id: object) -> object:
-    """The artifact ``key`` of one flow run (every run publishes the same key)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        ArtifactFilterKey,
-    )
-    from prefect.utilities.asyncutils import run_coro_as_sync
-
-    async def read() -> object:
-        async with get_client() as client:
-            found = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    key=ArtifactFilterKey(any_=[key]),
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
-                )
-            )
-            return found[0] if found else None
-
-    return run_coro_as_sync(read())
 
 
 def test_daily_retrain_trains_every_symbol_and_builds_marts(
@@ -96,7 +74,7 @@ def test_daily_retrain_trains_every_symbol_and_builds_marts(
         assert (home / "artifacts" / version_id / "model.txt").exists()
 
     # the run's metrics table is a keyed artifact: this run's, with this run's versions
-    table = _artifact("daily-retrain-metrics", state.state_details.flow_run_id)
+    table = flow_run_artifact("daily-retrain-metrics", state.state_details.flow_run_id)
     assert table is not None
     data = str(table.data)  # type: ignore[attr-defined]
     assert all(r["version_id"] in data for r in rows)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from flow_artifacts import flow_run_artifact
 
 from brain_lib.errors import UnknownExchangeError, UnknownSymbolError
 from brain_lib.market.listen import (
@@ -226,8 +227,6 @@ def test_the_flow_listens_for_its_window_and_publishes_a_summary(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from prefect.client.orchestration import get_client
-
     from flows.listen_liquidations import ARTIFACT_KEY, listen_liquidations_flow
 
     monkeypatch.setenv("BRAIN_DATABASE_URL", fresh_warehouse)
@@ -244,21 +243,5 @@ def test_the_flow_listens_for_its_window_and_publishes_a_summary(
     assert {r["symbol"] for r in rows} == set(SYMBOLS)
     assert sum(r["new_rows"] for r in rows) == sum(_sent(replay, "okx").values()) > 0
 
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        ArtifactFilterKey,
-    )
-    from prefect.utilities.asyncutils import run_coro_as_sync
-
-    async def artifact() -> str:
-        async with get_client() as client:
-            found = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    key=ArtifactFilterKey(any_=[ARTIFACT_KEY]),
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
-                )
-            )
-            return str(found[0].data) if found else ""
-
-    assert "| BTC/USDT:USDT |" in run_coro_as_sync(artifact())
+    artifact = flow_run_artifact(ARTIFACT_KEY, state.state_details.flow_run_id)
+    assert artifact is not None and "| BTC/USDT:USDT |" in str(artifact.data)
