@@ -482,6 +482,50 @@ class ExpectLiquidationQuantityPositive(SqlRule):
         return _select_where(f"(quantity > 0 AND quantity < {_FINITE}) IS NOT TRUE")
 
 
+class ExpectLiquidationPricePositive(SqlRule):
+    """price finite and > 0."""
+
+    summary: ClassVar[str] = "price is finite and above 0"
+    column: ClassVar[str | None] = "price"
+
+    @classmethod
+    def violation_query(cls, params: dict[str, Any]) -> str:
+        return _select_where(f"(price > 0 AND price < {_FINITE}) IS NOT TRUE")
+
+
+class ExpectLiquidationNotInFuture(SqlRule):
+    """ts <= loaded_at + ``max_clock_skew_s``: stamped after it was stored means a clock
+    far off or a unit mix-up. Against loaded_at, not now(), so a check run later gives
+    the same answer."""
+
+    summary: ClassVar[str] = "ts is at most {max_clock_skew_s} s after it was stored"
+    column: ClassVar[str | None] = "ts"
+
+    max_clock_skew_s: float = 5.0
+
+    @classmethod
+    def violation_query(cls, params: dict[str, Any]) -> str:
+        seconds = _sql_number(params["max_clock_skew_s"])
+        return _select_where(f"(ts <= loaded_at + {seconds} * interval '1 second') IS NOT TRUE")
+
+
+class ExpectLiquidationNoDuplicates(SqlRule):
+    """No liquidation stored twice under two keys: a row with the same exchange,
+    symbol, ts, side, price and quantity as a row of the batch with a smaller
+    liquidation_key fails (the copy with the smallest key stays)."""
+
+    summary: ClassVar[str] = "no two rows with the same time, side, price and quantity"
+    column: ClassVar[str | None] = "liquidation_key"
+
+    @classmethod
+    def violation_query(cls, params: dict[str, Any]) -> str:
+        return (
+            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY exchange, symbol, ts, "
+            "side, price, quantity ORDER BY liquidation_key) AS copy FROM {batch}) AS rows "
+            "WHERE copy > 1"
+        )
+
+
 # ----------------------------------------------------------------- model metrics
 
 # NULL and NaN mean "undefined" (raw.model_metrics); the rules below leave them alone.

@@ -78,6 +78,14 @@ class QualitySettings(BaseSettings):
         ge=0,
         description="Most hours a candle's ts may lie after now (clock differences).",
     )
+    max_clock_skew_s: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "Most seconds a liquidation's ts may lie after the moment it was stored "
+            "(loaded_at): the exchange's clock ahead of ours."
+        ),
+    )
     max_abs_funding_rate: float = Field(
         default=0.03,
         gt=0,
