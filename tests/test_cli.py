@@ -498,15 +498,21 @@ def test_demo_runs_twice_on_the_same_home(env: dict[str, str]) -> None:
             runs = conn.execute(
                 "select dataset, status, new_rows from raw.collection_runs "
                 "where symbol = 'BTC/USDT:USDT' order by collection_run_id"
-            ).fetchall()  # the first demo's four streams, then the second's
+            ).fetchall()  # each demo: the listener's run, then the collection's four streams
             per_symbol = conn.execute(
                 "select symbol, count(*), bool_and(manifest->'feature_sets' ? 'derivatives') "
                 "from raw.model_versions group by symbol order by symbol"
             ).fetchall()
             best = conn.execute("select count(*) from marts.best_model_per_symbol").fetchone()
         assert candles == [(s, 9600) for s in perps]  # 400 days × 24 hours, once
-        first_run = {d: (st, n) for d, st, n in runs[:4]}
-        second_run = {d: (st, n) for d, st, n in runs[4:]}
+        assert len(runs) == 10
+        listened, again = runs[0], runs[5]
+        # the demo listens to the replay's liquidation streams: many the first time, and
+        # the same ones again the second time, which add nothing
+        assert listened[:2] == ("liquidations", "ok") and listened[2] > 1000
+        assert again == ("liquidations", "ok", 0)
+        first_run = {d: (st, n) for d, st, n in runs[1:5]}
+        second_run = {d: (st, n) for d, st, n in runs[6:]}
         assert first_run["ohlcv"] == ("ok", 9600)
         assert first_run["funding"][0] == "ok" and first_run["oi"][0] == "ok"
         assert first_run["liquidations"] == ("unsupported", 0)  # not in ccxt for binance
