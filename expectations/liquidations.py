@@ -7,6 +7,7 @@
 | expect_liquidation_price_positive | price finite and > 0 (NULL fails) | blocking | yes |
 | expect_liquidation_not_in_future | ts <= loaded_at + max_clock_skew_s (5 s) | blocking | yes |
 | expect_liquidation_no_duplicates | no 2nd row of the same ts, side, price, size | blocking | yes |
+| expect_liquidation_notional_non_negative | notional finite, >= 0 (NULL passes) | blocking | yes |
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ def build_suite(settings: QualitySettings | None = None) -> ExpectationSuite:
             r.make_rule(r.ExpectLiquidationPricePositive, s),
             r.make_rule(r.ExpectLiquidationNotInFuture, s, max_clock_skew_s=s.max_clock_skew_s),
             r.make_rule(r.ExpectLiquidationNoDuplicates, s),
+            r.make_rule(r.ExpectLiquidationNotionalNonNegative, s),
         ],
         notes=(
             "Liquidations name the side of the liquidated position, a positive price and "
-            "size, a time no later than they were stored, and are stored once."
+            "size, a notional (if any) not below 0, a time no later than they were "
+            "stored, and are stored once."
         ),
     )

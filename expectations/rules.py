@@ -47,6 +47,10 @@ __all__ = [
     "ExpectCandleTsInRange",
     "ExpectCandleVolumeNonNegative",
     "ExpectFundingRateWithin",
+    "ExpectLiquidationNoDuplicates",
+    "ExpectLiquidationNotInFuture",
+    "ExpectLiquidationNotionalNonNegative",
+    "ExpectLiquidationPricePositive",
     "ExpectLiquidationQuantityPositive",
     "ExpectLiquidationSideKnown",
     "ExpectMetricPlausible",
@@ -493,6 +497,21 @@ class ExpectLiquidationPricePositive(SqlRule):
         return _select_where(f"(price > 0 AND price < {_FINITE}) IS NOT TRUE")
 
 
+class ExpectLiquidationNotionalNonNegative(SqlRule):
+    """notional finite and >= 0 when given (NULL allowed: staging then uses price x
+    quantity). The hourly liquidation features sum it as given, so one negative or
+    infinite notional would skew every window it falls in."""
+
+    summary: ClassVar[str] = "notional, when given, is finite and not negative"
+    column: ClassVar[str | None] = "notional"
+
+    @classmethod
+    def violation_query(cls, params: dict[str, Any]) -> str:
+        return _select_where(
+            f"(notional IS NULL OR (notional >= 0 AND notional < {_FINITE})) IS NOT TRUE"
+        )
+
+
 class ExpectLiquidationNotInFuture(SqlRule):
     """ts <= loaded_at + ``max_clock_skew_s``: stamped after it was stored means a clock
     far off or a unit mix-up. Against loaded_at, not now(), so a check run later gives
@@ -512,7 +531,9 @@ class ExpectLiquidationNotInFuture(SqlRule):
 class ExpectLiquidationNoDuplicates(SqlRule):
     """No liquidation stored twice under two keys: a row with the same exchange,
     symbol, ts, side, price and quantity as a row of the batch with a smaller
-    liquidation_key fails (the copy with the smallest key stays)."""
+    liquidation_key fails (the copy with the smallest key stays). Keys compare
+    byte-wise (``COLLATE "C"``), so which copy stays does not depend on the database's
+    locale."""
 
     summary: ClassVar[str] = "no two rows with the same time, side, price and quantity"
     column: ClassVar[str | None] = "liquidation_key"
@@ -521,8 +542,8 @@ class ExpectLiquidationNoDuplicates(SqlRule):
     def violation_query(cls, params: dict[str, Any]) -> str:
         return (
             "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY exchange, symbol, ts, "
-            "side, price, quantity ORDER BY liquidation_key) AS copy FROM {batch}) AS rows "
-            "WHERE copy > 1"
+            'side, price, quantity ORDER BY liquidation_key COLLATE "C") AS copy '
+            "FROM {batch}) AS rows WHERE copy > 1"
         )
 
 

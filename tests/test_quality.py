@@ -545,30 +545,32 @@ def test_market_tables_catch_their_defects_and_quarantine_them(dsn: str) -> None
         "select suite, count(*) from raw.data_quality_results where run_id = 'market-run' "
         "group by 1 order by 1",
     )
-    assert recorded == [("raw.funding_rates", 1), ("raw.liquidations", 5), ("raw.open_interest", 1)]
+    assert recorded == [("raw.funding_rates", 1), ("raw.liquidations", 6), ("raw.open_interest", 1)]
 
 
-def test_liquidations_with_no_price_a_future_stamp_or_a_second_copy_are_quarantined(
+def test_liquidations_with_no_price_a_future_stamp_a_second_copy_or_a_bad_notional_are_quarantined(
     dsn: str,
 ) -> None:
     t0 = pd.Timestamp("2025-03-01T00:00Z")
     rows = [
-        # key, ts, price, loaded_at - ts
-        ("ok", t0, 100.0, HOUR),
-        ("no-price", t0 + HOUR, None, HOUR),
-        ("neg-price", t0 + 2 * HOUR, -5.0, HOUR),
-        ("skew-3s", t0 + 3 * HOUR, 100.0, -pd.Timedelta(seconds=3)),  # within 5 s: passes
-        ("future", t0 + 4 * HOUR, 100.0, -HOUR),  # stamped an hour after it was stored
-        ("copy-a", t0 + 5 * HOUR, 101.0, HOUR),
-        ("copy-b", t0 + 5 * HOUR, 101.0, HOUR),  # the same liquidation under another key
+        # key, ts, price, notional, loaded_at - ts
+        ("ok", t0, 100.0, 100.0, HOUR),
+        ("no-price", t0 + HOUR, None, None, HOUR),
+        ("neg-price", t0 + 2 * HOUR, -5.0, None, HOUR),
+        ("skew-3s", t0 + 3 * HOUR, 100.0, 0.0, -pd.Timedelta(seconds=3)),  # within 5 s: passes
+        ("future", t0 + 4 * HOUR, 100.0, None, -HOUR),  # stamped an hour after it was stored
+        ("copy-a", t0 + 5 * HOUR, 101.0, None, HOUR),
+        ("copy-b", t0 + 5 * HOUR, 101.0, None, HOUR),  # the same liquidation under another key
+        ("neg-notional", t0 + 6 * HOUR, 100.0, -100.0, HOUR),
+        ("inf-notional", t0 + 7 * HOUR, 100.0, math.inf, HOUR),
     ]
     with connect(dsn) as conn:
-        for key, ts, price, lag in rows:
+        for key, ts, price, notional, lag in rows:
             conn.execute(
                 "insert into raw.liquidations (exchange, symbol, liquidation_key, ts, side, "
-                "price, quantity, loaded_at) values (%s, 'L/USDT:USDT', %s, %s, 'long', %s, "
-                "1.0, %s)",
-                (EXCHANGE, key, ts, price, ts + lag),
+                "price, quantity, notional, loaded_at) values (%s, 'L/USDT:USDT', %s, %s, "
+                "'long', %s, 1.0, %s, %s)",
+                (EXCHANGE, key, ts, price, notional, ts + lag),
             )
     (report,) = quality.run_quality_checks(
         dsn, tables=["liquidations"], exchange=EXCHANGE, symbol="L/USDT:USDT", run_id="liq-new"
@@ -577,6 +579,7 @@ def test_liquidations_with_no_price_a_future_stamp_or_a_second_copy_are_quaranti
         "expect_liquidation_price_positive": 2,
         "expect_liquidation_not_in_future": 1,
         "expect_liquidation_no_duplicates": 1,
+        "expect_liquidation_notional_non_negative": 2,
     }
     flagged = _rows(
         dsn,
@@ -586,6 +589,8 @@ def test_liquidations_with_no_price_a_future_stamp_or_a_second_copy_are_quaranti
     assert flagged == [
         ("copy-b", "expect_liquidation_no_duplicates"),
         ("future", "expect_liquidation_not_in_future"),
+        ("inf-notional", "expect_liquidation_notional_non_negative"),
+        ("neg-notional", "expect_liquidation_notional_non_negative"),
         ("neg-price", "expect_liquidation_price_positive"),
         ("no-price", "expect_liquidation_price_positive"),
     ]
