@@ -21,6 +21,27 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A base temp folder of the run's own, outside ``/tmp/pytest-of-<user>``.
+
+    The embedded PostgreSQL runs as another user when the tests run as root, and opens
+    the folders above its data folder to it; pytest makes ``pytest-of-<user>`` private
+    again whenever a process starts its temp folders, which under pytest-xdist happens
+    while the other worker's servers run (their ``pg_ctl stop`` then fails). Workers get
+    ``<basetemp>/<worker id>`` from the controller; the folder is removed at the end.
+    """
+    if hasattr(config, "workerinput") or config.option.basetemp:
+        return
+    config.option.basetemp = tempfile.mkdtemp(prefix="brain-pytest-")
+    config._brain_basetemp = config.option.basetemp  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    made = getattr(config, "_brain_basetemp", None)
+    if made:
+        shutil.rmtree(made, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """A PostgreSQL server for the whole session; yields the URL of its ``postgres`` db."""
