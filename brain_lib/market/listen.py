@@ -491,8 +491,9 @@ class LiquidationListener:
             self._down_since = None
 
     def _on_lost(self) -> None:
-        if self._down_since is None:
+        if self._down_since is None:  # once per lost connection (bybit: many watchers)
             self._down_since = datetime.now(UTC)
+            self.report.reconnects += 1
         self._connected = False
         self._state = "reconnecting"
 
@@ -861,7 +862,6 @@ class LiquidationListener:
                 if isinstance(exc, ccxt.BadSymbol | ccxt.NotSupported | ConfigError):
                     raise
                 self._on_lost()
-                self.report.reconnects += 1
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, longest)
 
