@@ -57,7 +57,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from brain_lib.errors import ConfigError, MarketDataError
-from brain_lib.market._collect_types import _dt
+from brain_lib.market._collect_rows import _write_liquidations
+from brain_lib.market._collect_types import StreamSpec, _dt
 from brain_lib.market._listen_ccxt import (
     _listening_exchange,
     _point_ws_at,
@@ -386,37 +387,21 @@ class LiquidationListener:
         rejects, self._rejects = self._rejects, []
         gap, self._pending_gap = self._pending_gap, None
         ex, run_id = self.exchange_id, self.report.run_id
-        added: dict[str, int] = {}
+        by_symbol: dict[str, list[tuple[Any, ...]]] = {}
+        for r in rows:
+            by_symbol.setdefault(r[0], []).append(r[1:7])  # the collector's row shape
         with conn.transaction():
-            if rows:
-                cur = conn.execute(
-                    """
-                    with new as (
-                        insert into raw.liquidations
-                            (exchange, symbol, liquidation_key, ts, side, price, quantity,
-                             notional)
-                        select %s, r.symbol, r.key, r.ts, r.side, r.price, r.quantity,
-                               r.notional
-                        from unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[],
-                                    %s::float8[], %s::float8[], %s::float8[])
-                            as r(symbol, key, ts, side, price, quantity, notional)
-                        on conflict (exchange, symbol, liquidation_key) do nothing
-                        returning symbol
-                    )
-                    select symbol, count(*) from new group by symbol
-                    """,
-                    (
-                        ex,
-                        [r[0] for r in rows],
-                        [r[2] for r in rows],
-                        [_dt(r[1]) for r in rows],
-                        [r[3] for r in rows],
-                        [r[4] for r in rows],
-                        [r[5] for r in rows],
-                        [r[6] for r in rows],
-                    ),
-                )
-                added = {symbol: int(n) for symbol, n in cur.fetchall()}
+            for symbol, batch in by_symbol.items():
+                # the REST collector's writer: one insert path, one key, for both
+                spec = StreamSpec(ex, symbol, DATASET)
+                added, unchanged = _write_liquidations(conn, spec, batch)
+                counts = self.report.streams[symbol]
+                counts.new_rows += added
+                counts.unchanged_rows += unchanged
+                stamps = [r[0] for r in batch]
+                low, high = min(stamps), max(stamps)
+                counts.first_ts = low if counts.first_ts is None else min(counts.first_ts, low)
+                counts.last_ts = high if counts.last_ts is None else max(counts.last_ts, high)
             if rejects:
                 conn.cursor().executemany(
                     """
@@ -438,17 +423,6 @@ class LiquidationListener:
                     [(ex, s, DATASET, gap[0], gap[1], run_id) for s in self.symbols],
                 )
                 self.report.gaps.append(gap)
-            for r in rows:
-                counts = self.report.streams[r[0]]
-                counts.first_ts = r[1] if counts.first_ts is None else min(counts.first_ts, r[1])
-                counts.last_ts = r[1] if counts.last_ts is None else max(counts.last_ts, r[1])
-            for symbol, n in added.items():
-                self.report.streams[symbol].new_rows += n
-            per_symbol: dict[str, int] = {}
-            for r in rows:
-                per_symbol[r[0]] = per_symbol.get(r[0], 0) + 1
-            for symbol, n in per_symbol.items():
-                self.report.streams[symbol].unchanged_rows += n - added.get(symbol, 0)
             self._beat(conn, final_state)
         done = time.perf_counter()
         if rows:
