@@ -128,6 +128,29 @@ class Settings(BaseSettings):
     )
     seed: int = 42
 
+    # how daily-retrain and nightly-feature-analysis run their tasks (brain_lib.runners)
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads",
+        description="threads: a bounded thread pool in the flow's process; dask: a Dask "
+        "cluster (BRAIN_DASK_ADDRESS, or a local one of BRAIN_DASK_WORKERS processes).",
+    )
+    task_concurrency: int | None = Field(
+        default=None,
+        description="Tasks run at once by the threads runner; unset: the cores divided by "
+        "LightGBM's 2 threads (at least 1). Between 1 and 4x the cores.",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Address of a running Dask scheduler (tcp://10.0.0.5:8786); unset: a "
+        "local cluster is started for each flow run.",
+    )
+    dask_workers: int = Field(
+        default=2, ge=1, description="Worker processes of the local Dask cluster."
+    )
+    dask_threads_per_worker: int = Field(
+        default=1, ge=1, description="Threads per worker process of the local Dask cluster."
+    )
+
     @field_validator("exchange")
     @classmethod
     def _check_exchange(cls, value: str) -> str:
@@ -233,11 +256,14 @@ def check_retrain_setup(settings: Settings) -> None:
     """Refuse a training setup that cannot work, before anything starts (``brain
     train`` and the daily-retrain flow both call it): unknown model types, an invalid
     policy or cost (the training config checks every setting), test folds too short
-    for a Sharpe or for the label horizon, an artifact root that cannot be written."""
+    for a Sharpe or for the label horizon, a task runner that cannot run (a concurrency
+    out of range, an unreachable Dask scheduler), an artifact root that cannot be
+    written."""
     from brain_lib.features import feature_warmup_bars
     from brain_lib.models import MODEL_TYPES
     from brain_lib.models._base import model_type_error
     from brain_lib.registry import check_artifact_root
+    from brain_lib.runners import check_task_runner
     from brain_lib.training import CALIBRATION_FOLDS, bar_length
 
     unknown = [t for t in settings.model_types if t not in MODEL_TYPES]
@@ -259,4 +285,5 @@ def check_retrain_setup(settings: Settings) -> None:
             f"fold ({fold} bars with {settings.lookback_days} days and "
             f"{config.n_splits} splits); use a shorter horizon or a longer lookback"
         )
+    check_task_runner(settings)
     check_artifact_root(settings.artifact_location)

@@ -28,6 +28,7 @@ from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed
 
 from brain_lib.config import Settings, check_retrain_setup
+from brain_lib.runners import SettingsTaskRunner
 from brain_lib.training import TrainingConfig
 from flows.tasks import (
     backtest_and_score,
@@ -90,7 +91,7 @@ def _config(settings: Settings, model_type: str, params: dict[str, Any]) -> Trai
     return settings.training_config(model_type, params)
 
 
-@flow(name="daily-retrain", log_prints=True)
+@flow(name="daily-retrain", log_prints=True, task_runner=SettingsTaskRunner())
 def daily_retrain(
     symbols: list[str] | None = None,
     exchange: str | None = None,

@@ -24,6 +24,7 @@ from prefect.states import Completed, Failed
 
 from brain_lib import analysis, warehouse
 from brain_lib.config import Settings
+from brain_lib.runners import SettingsTaskRunner
 from flows.tasks import IO_TASK, dbt_build, prepare_warehouse
 
 MARTS = "+feature_importance_trends +feature_shifts +feature_drift"
@@ -160,7 +161,7 @@ def report_markdown(
     return "\n".join(lines) + "\n"
 
 
-@flow(name="nightly-feature-analysis", log_prints=True)
+@flow(name="nightly-feature-analysis", log_prints=True, task_runner=SettingsTaskRunner())
 def nightly_feature_analysis(
     symbols: list[str] | None = None,
     exchange: str | None = None,
