@@ -29,10 +29,14 @@
 Wall-clock seconds with ``time.perf_counter``; each measurement is repeated
 ``--repeats`` times and the minimum and median are printed.
 
+``--json PATH`` also writes the timings and the ratios (``bench/_report.py``); ``--quick``
+is 5,000 rows, a 1,000-row window, 2 shuffles and one repeat.
+
 Run from the repository root::
 
     .venv/bin/python bench/bench_shap.py                 # 3 repeats
     .venv/bin/python bench/bench_shap.py --repeats 1 --rows 20000
+    .venv/bin/python bench/bench_shap.py --quick
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from _report import add_report_args, measure, ratio, write_report  # bench/ is on sys.path
 
 from brain_lib.backtest import run_backtest
 from brain_lib.features import feature_warmup_bars
@@ -74,7 +79,10 @@ def _candles(periods: int) -> pd.DataFrame:
     return frame.set_index("ts").drop(columns="regime")
 
 
-def bench_treeshap(rows: int, n_features: int, repeats: int) -> None:
+Report = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+
+
+def bench_treeshap(rows: int, n_features: int, repeats: int) -> Report:
     import shap
 
     print(f"== TreeSHAP: {rows:,} rows × {n_features} features, LightGBM 200 trees ==")
@@ -137,9 +145,32 @@ def bench_treeshap(rows: int, n_features: int, repeats: int) -> None:
     print(f"values agree within 1e-6: {agree}")
     if not agree:
         raise SystemExit("TreeSHAP values disagree")
+    size = f"{rows:,}×{n_features}"
+    measures = [
+        measure(f"TreeSHAP {size}: native pred_contrib", seconds=base),
+        measure(f"TreeSHAP {size}: shap.TreeExplainer", seconds=statistics.median(t_explainer)),
+        measure(f"TreeSHAP {size}: shap internal C++", seconds=statistics.median(t_internal)),
+        measure("TreeSHAP max |Δ| TreeExplainer", value=diff_explainer, unit=""),
+        measure("TreeSHAP max |Δ| shap internal", value=diff_internal, unit=""),
+    ]
+    ratios = [
+        ratio(
+            f"TreeSHAP {size}: shap.TreeExplainer / native (|Δ| {diff_explainer:.0e})",
+            brain=base,
+            other=statistics.median(t_explainer),
+            other_name="shap.TreeExplainer",
+        ),
+        ratio(
+            f"TreeSHAP {size}: shap's own C++ / native (|Δ| {diff_internal:.0e})",
+            brain=base,
+            other=statistics.median(t_internal),
+            other_name="shap TreeExplainer (parsed trees)",
+        ),
+    ]
+    return measures, ratios
 
 
-def bench_permutation(window: int, n_repeats: int, repeats: int) -> None:
+def bench_permutation(window: int, n_repeats: int, repeats: int) -> list[dict[str, Any]]:
     train_rows = 8760
     candles = _candles(train_rows + window + feature_warmup_bars() + 10)
     close = candles["close"]
@@ -153,6 +184,7 @@ def bench_permutation(window: int, n_repeats: int, repeats: int) -> None:
         f"\n== permutation importance: {len(X_test):,} rows × {k} features, {n_repeats} repeats =="
     )
     models: list[LightGBMModel | XGBoostModel] = [LightGBMModel(), XGBoostModel()]
+    measures: list[dict[str, Any]] = []
     for model in models:
         model.fit(X_train, y_train)
 
@@ -181,6 +213,10 @@ def bench_permutation(window: int, n_repeats: int, repeats: int) -> None:
             f"baseline Sharpe {result.details['baseline_sharpe']:.2f}, "
             f"top 3 {result.ranking[:3]}"
         )
+        label = f"permutation {len(X_test):,}×{k}, {n_repeats} shuffles, {model.model_type}"
+        measures.append(measure(label, seconds=statistics.median(t_total)))
+        measures.append(measure(f"{label}, per feature per shuffle", seconds=per))
+    return measures
 
 
 def main() -> None:
@@ -190,9 +226,14 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=5_000)
     parser.add_argument("--n-repeats", type=int, default=5, help="permutation shuffles")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats")
+    add_report_args(parser)
     args = parser.parse_args()
-    bench_treeshap(args.rows, args.features, args.repeats)
-    bench_permutation(args.window, args.n_repeats, args.repeats)
+    if args.quick:
+        args.rows, args.window, args.n_repeats, args.repeats = 5_000, 1_000, 2, 1
+    measures, ratios = bench_treeshap(args.rows, args.features, args.repeats)
+    measures += bench_permutation(args.window, args.n_repeats, args.repeats)
+    if args.json:
+        write_report(args.json, "shap", measures, ratios)
 
 
 if __name__ == "__main__":
