@@ -35,10 +35,16 @@ share of the stream's time in each part, then the totals:
 * ``other``: the rest (Brain's validation of pages, clock and markets bookkeeping,
   Python around it).
 
+``--json PATH`` also writes each pass's rows/s and time shares and two ratios
+(``bench/_report.py``): rows/s with the limiter at 0 ms over rows/s with ccxt's rate
+limits, and in the 0 ms pass the warehouse write's seconds against ccxt parsing's.
+``--quick`` is 2 days of one base (BTC).
+
 Run from the repository root::
 
     .venv/bin/python bench/bench_collect.py                   # 30 days of 5m data, 3 bases
     .venv/bin/python bench/bench_collect.py --days 7 --bases BTC
+    .venv/bin/python bench/bench_collect.py --quick
 """
 
 from __future__ import annotations
@@ -51,8 +57,10 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from _machine import load_note, wait_for_quiet  # bench/ is on sys.path
+from _report import add_report_args, measure, ratio, write_report
 
 from brain_lib.dbt import ensure_raw_schema
 from brain_lib.market.collect import (
@@ -91,7 +99,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=60.0,
         help="seconds to wait at most for an idle machine before each pass",
     )
-    return parser.parse_args(argv)
+    add_report_args(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.days, args.bases = 2, "BTC"
+        args.quiet_wait = min(args.quiet_wait, 10.0)
+    return args
 
 
 def specs_for(bases: list[str], timeframe: str) -> list[StreamSpec]:
@@ -136,7 +149,8 @@ def share(part: float, total: float) -> str:
     return f"{100 * part / total:5.1f}%" if total > 0 else "    -"
 
 
-def report_pass(name: str, reports: list[StreamReport], wall: float) -> None:
+def report_pass(name: str, reports: list[StreamReport], wall: float) -> dict[str, float]:
+    """Print the pass's table; its totals (rows, seconds summed over streams, parts, wall)."""
     print(f"\n== {name}: {len(reports)} streams in {wall:.2f} s ==")
     header = (
         f"{'stream':38s} {'rows':>7s} {'req':>5s} {'sec':>7s} {'rows/s':>9s} "
@@ -183,6 +197,7 @@ def report_pass(name: str, reports: list[StreamReport], wall: float) -> None:
             f"ccxt parsing vs warehouse write: {parse:.2f} s vs {write:.2f} s "
             f"({100 * parse / (parse + write):.0f}% / {100 * write / (parse + write):.0f}%)"
         )
+    return {**totals, "other": other, "wall": wall}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_raw_schema(dsn, project_dir=REPO / "dbt_brain", state_dir=root / "dbt")
         print(f"replay exchange at {url} (own process); warehouse in {root}")
         passes = {"limits": ("ccxt rate limits", None), "zero": ("limiter at 0 ms", 0.0)}
+        results: dict[str, dict[str, float]] = {}
         for key in [p.strip() for p in args.passes.split(",") if p.strip()]:
             name, rate_limit = passes[key]
             with connect(dsn) as conn:
@@ -210,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             reports = collect(dsn, specs, pool=pool, since=since, retry=RetryPolicy(attempts=3))
             wall = time.perf_counter() - start
-            report_pass(name, reports, wall)
+            results[key] = report_pass(name, reports, wall)
             with connect(dsn) as conn:
                 dup = conn.execute(
                     "select count(*) - count(distinct (exchange, symbol, timeframe, ts)) "
@@ -225,7 +241,47 @@ def main(argv: list[str] | None = None) -> int:
         proc.wait(timeout=10)
         store.stop()
         shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        write_json(args.json, results, len(specs), args.days)
     return 0 if ok else 1
+
+
+def write_json(path: str, results: dict[str, dict[str, float]], streams: int, days: int) -> None:
+    """The passes' figures and ratios in the shared report format (bench/_report.py)."""
+    names = {"limits": "ccxt rate limits", "zero": "limiter at 0 ms"}
+    measures: list[dict[str, Any]] = [measure("streams", value=streams, unit="streams")]
+    for key, t in results.items():
+        label = names[key]
+        measures.append(measure(f"{label}: wall", seconds=t["wall"]))
+        measures.append(measure(f"{label}: rows", value=t["rows"], unit="rows"))
+        measures.append(measure(f"{label}: rows/s", value=t["rows"] / t["wall"], unit="rows/s"))
+        for part, what in (("parse", "ccxt parsing"), ("http", "HTTP wait"), ("thr", "limiter")):
+            measures.append(measure(f"{label}: {what}", seconds=t[part]))
+        measures.append(measure(f"{label}: warehouse write", seconds=t["wr"]))
+    ratios: list[dict[str, Any]] = []
+    zero, limits = results.get("zero"), results.get("limits")
+    size = f"{streams} streams × {days} d"
+    if zero and limits and zero["wall"] > 0 and limits["wall"] > 0:
+        fast, slow = zero["rows"] / zero["wall"], limits["rows"] / limits["wall"]
+        ratios.append(
+            ratio(
+                f"collect rows/s ({size}): limiter at 0 ms / ccxt rate limits",
+                brain=fast,
+                other=slow,
+                other_name="same with ccxt's rate limits",
+                ratio=fast / slow if slow > 0 else None,
+            )
+        )
+    if zero and zero["wr"] > 0:
+        ratios.append(
+            ratio(
+                f"collect, limiter at 0 ms ({size}): ccxt parsing s / warehouse write s",
+                brain=zero["wr"],
+                other=zero["parse"],
+                other_name="ccxt parsing",
+            )
+        )
+    write_report(path, "collect", measures, ratios)
 
 
 if __name__ == "__main__":
