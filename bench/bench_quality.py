@@ -28,10 +28,15 @@ target is ``gx warm`` under 10 s for 1,000,000 candles on a 2-core machine. The 
 checks that the warm validation saw every row and that GX's count of unexpected rows
 equals the plain SQL count for every expectation, and exits 1 otherwise.
 
+``--json PATH`` also writes the medians and two ratios (``bench/_report.py``): gx warm
+against plain SQL, and gx warm against the 10 s target (checked only with 1,000,000
+candles or more). ``--quick`` is 100,000 candles and one repeat.
+
 Run from the repository root::
 
     .venv/bin/python bench/bench_quality.py                 # 1 M candles
     .venv/bin/python bench/bench_quality.py --rows 200000   # quicker
+    .venv/bin/python bench/bench_quality.py --quick
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ import time
 from pathlib import Path
 
 from _machine import load_note, wait_for_quiet  # bench/ is on sys.path
+from _report import add_report_args, measure, write_report
+from _report import ratio as ratio_row
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `expectations` is a top-level package of the repository
@@ -73,7 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=60.0,
         help="seconds to wait at most for an idle machine before each measurement (0: never)",
     )
+    add_report_args(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rows, args.repeats = 100_000, 1
+        args.quiet_wait = min(args.quiet_wait, 10.0)
     for name in ("rows", "hours", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
@@ -216,6 +227,38 @@ def run(args: argparse.Namespace) -> int:
             + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in each.items())
         )
         print(f"after: {load_note()}")
+        if args.json:
+            t_warm, t_plain = statistics.median(warm), statistics.median(plain)
+            write_report(
+                args.json,
+                "quality",
+                [
+                    measure("rows", value=n, unit="rows"),
+                    measure("gx cold", seconds=cold),
+                    measure("gx warm", seconds=t_warm),
+                    measure("gx warm + data docs", seconds=statistics.median(docs)),
+                    measure("plain SQL", seconds=t_plain),
+                    measure(f"gate, one symbol ({bars:,} bars)", seconds=statistics.median(gate)),
+                ],
+                [
+                    ratio_row(
+                        f"GX suite on {n:,} candles: gx warm / plain SQL",
+                        brain=t_warm,
+                        other=t_plain,
+                        other_name="plain SQL, same statements",
+                        ratio=t_warm / t_plain,
+                    ),
+                    ratio_row(
+                        f"GX suite on {n:,} candles: gx warm s / {TARGET_SECONDS:.0f} s"
+                        + ("" if n >= 1_000_000 else " (the target is for 1 M candles)"),
+                        brain=t_warm,
+                        other=TARGET_SECONDS,
+                        other_name="the target's seconds",
+                        ratio=t_warm / TARGET_SECONDS,
+                        target="< 1" if n >= 1_000_000 else None,
+                    ),
+                ],
+            )
     finally:
         try:
             warehouse.stop()
