@@ -56,13 +56,19 @@ from _machine import load_note, wait_for_quiet  # bench/ is on sys.path
 
 from brain_lib.dbt import ensure_raw_schema
 from brain_lib.market import generate_candles
-from brain_lib.warehouse import EmbeddedWarehouse, LoadReport, connect, copy_ohlcv
+from brain_lib.warehouse import (
+    EmbeddedWarehouse,
+    LoadReport,
+    binary_copy_payload,
+    connect,
+    copy_ohlcv,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXCHANGE = "bench"
 TIMEFRAME = "1h"
 TO_SQL_TABLE = "bench_to_sql"
-TARGET_RATIO = 10.0
+FLOOR_RATIO = 1.3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -133,31 +139,48 @@ def truncate(dsn: str, table: str) -> None:
 
 def time_copy(dsn: str, candles: dict[str, pd.DataFrame]) -> tuple[float, LoadReport]:
     """Seconds for loading every symbol with ``copy_ohlcv`` in one transaction."""
-    added = unchanged = 0
+    added = unchanged = copied = 0
     start = time.perf_counter()
     with connect(dsn) as conn:
         for symbol, frame in candles.items():
             report = copy_ohlcv(conn, frame, exchange=EXCHANGE, symbol=symbol, timeframe=TIMEFRAME)
             added += report.added
             unchanged += report.unchanged
-    return time.perf_counter() - start, LoadReport(added=added, unchanged=unchanged)
+            copied += report.copied
+    seconds = time.perf_counter() - start
+    return seconds, LoadReport(added=added, unchanged=unchanged, copied=copied)
 
 
 KEY_COLUMNS = "exchange, symbol, timeframe, ts, open, high, low, close, volume"
 
 
-def time_server_side(dsn: str, max_wait: float) -> tuple[float, float]:
-    """Server-side floors, no Python per row: seconds to (1) INSERT ... ON CONFLICT DO
-    NOTHING every row of ``raw.ohlcv`` from a staged copy into the emptied table (what
-    ``copy_ohlcv`` asks of the server), (2) binary COPY the same rows straight into
-    the emptied table (no staging, no conflict handling). Leaves the rows in place."""
+def straight_payload(candles: dict[str, pd.DataFrame]) -> list[bytes]:
+    """Binary COPY payloads of every row with its key columns (built before timing)."""
+    return [
+        binary_copy_payload(frame, keys=(EXCHANGE, symbol, TIMEFRAME))
+        for symbol, frame in candles.items()
+    ]
+
+
+def time_straight_copy(dsn: str, payloads: list[bytes]) -> float:
+    """Seconds for a straight binary ``COPY raw.ohlcv`` of every symbol's rows (one
+    COPY per symbol, as ``copy_ohlcv`` is called), one transaction, committed: the
+    floor of any load into this table with its primary key (no validation, no key
+    lookup, the payloads already built)."""
+    start = time.perf_counter()
+    with connect(dsn) as conn, conn.cursor() as cur:
+        for payload in payloads:
+            with cur.copy(f"copy raw.ohlcv ({KEY_COLUMNS}) from stdin (format binary)") as copy:
+                copy.write(payload)
+    return time.perf_counter() - start
+
+
+def time_server_upsert(dsn: str, max_wait: float) -> float:
+    """Seconds for the server's ``INSERT ... ON CONFLICT DO NOTHING`` of every row of
+    ``raw.ohlcv`` from a staged copy into the emptied table: what the idempotent path
+    asks of the server. Leaves the rows in place."""
     with connect(dsn, autocommit=True) as conn:
         conn.execute(f"create temp table bench_stage as select {KEY_COLUMNS} from raw.ohlcv")
-        with conn.cursor() as cur:
-            payload = bytearray()
-            with cur.copy("copy bench_stage to stdout (format binary)") as copy:
-                for chunk in copy:
-                    payload += chunk
         conn.execute("truncate raw.ohlcv")
         conn.execute("checkpoint")
         wait_for_quiet(max_wait)
@@ -166,18 +189,7 @@ def time_server_side(dsn: str, max_wait: float) -> tuple[float, float]:
             f"insert into raw.ohlcv ({KEY_COLUMNS}) select {KEY_COLUMNS} from bench_stage "
             "on conflict (exchange, symbol, timeframe, ts) do nothing"
         )
-        upsert = time.perf_counter() - start
-        conn.execute("truncate raw.ohlcv")
-        conn.execute("checkpoint")
-        wait_for_quiet(max_wait)
-        start = time.perf_counter()
-        with (
-            conn.cursor() as cur,
-            cur.copy(f"copy raw.ohlcv ({KEY_COLUMNS}) from stdin (format binary)") as copy,
-        ):
-            copy.write(bytes(payload))
-        straight = time.perf_counter() - start
-    return upsert, straight
+        return time.perf_counter() - start
 
 
 def time_to_sql(url: str, frame: pd.DataFrame, chunksize: int) -> float:
@@ -233,16 +245,24 @@ def run(args: argparse.Namespace) -> int:
             version = str(row[0]) if row else "?"
         print(f"embedded PostgreSQL {version} in {tmp}")
 
+        payloads = straight_payload(candles)
         fresh: list[float] = []
+        floor: list[float] = []
         again: list[float] = []
         again_added: list[int] = []
         for i in range(args.repeats):
             truncate(dsn, "raw.ohlcv")
             wait_for_quiet(args.quiet_wait)
+            floor.append(time_straight_copy(dsn, payloads))
+            truncate(dsn, "raw.ohlcv")
+            wait_for_quiet(args.quiet_wait)
             seconds, report = time_copy(dsn, candles)
             fresh.append(seconds)
-            if report.added != n_rows:
-                failures.append(f"copy fresh #{i + 1} added {report.added:,}, not {n_rows:,}")
+            if report.added != n_rows or report.copied != n_rows:
+                failures.append(
+                    f"copy fresh #{i + 1} added {report.added:,} ({report.copied:,} by the "
+                    f"fast path), not {n_rows:,}"
+                )
             wait_for_quiet(args.quiet_wait)
             seconds, report = time_copy(dsn, candles)
             again.append(seconds)
@@ -252,10 +272,13 @@ def run(args: argparse.Namespace) -> int:
                     f"copy again #{i + 1} added {report.added:,} (expected 0), "
                     f"unchanged {report.unchanged:,}"
                 )
-            print(f"  copy repeat {i + 1}: fresh {fresh[-1]:.2f} s, again {again[-1]:.2f} s")
+            print(
+                f"  repeat {i + 1}: straight COPY {floor[-1]:.2f} s, copy_ohlcv fresh "
+                f"{fresh[-1]:.2f} s, again {again[-1]:.2f} s"
+            )
 
-        upsert, straight = time_server_side(dsn, args.quiet_wait)
-        print(f"  server side only: upsert {upsert:.2f} s, straight COPY {straight:.2f} s")
+        upsert = time_server_upsert(dsn, args.quiet_wait)
+        print(f"  server side only: upsert from a staged table {upsert:.2f} s")
 
         url = sqlalchemy_url(dsn)
         to_sql: list[float] = []
@@ -274,22 +297,23 @@ def run(args: argparse.Namespace) -> int:
 
         ratio = statistics.median(to_sql) / statistics.median(fresh)
         ratio_again = statistics.median(to_sql) / statistics.median(again)
+        to_floor = statistics.median(fresh) / statistics.median(floor)
         print()
         print(f"{'load of ' + format(n_rows, ',') + ' rows':<26} {'median':>10}  {'rate':>17}")
+        print(fmt_line("straight binary COPY", floor, n_rows))
         print(fmt_line("copy_ohlcv, fresh table", fresh, n_rows))
         print(fmt_line("copy_ohlcv, all unchanged", again, n_rows))
         print(fmt_line("DataFrame.to_sql", to_sql, n_rows))
-        verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
+        verdict = "met" if to_floor <= FLOOR_RATIO else "MISSED"
         print(
-            f"to_sql / copy (fresh):     {ratio:6.1f}x  (target >= {TARGET_RATIO:.0f}x: {verdict})"
+            f"copy (fresh) / straight COPY: {to_floor:5.2f}x  (target <= {FLOOR_RATIO}x: {verdict})"
         )
+        print(f"to_sql / copy (fresh):     {ratio:6.1f}x")
         print(f"to_sql / copy (unchanged): {ratio_again:6.1f}x")
         print(
-            f"server side alone (no Python per row, once): INSERT ... ON CONFLICT from a "
-            f"staged table {upsert:.2f} s ({n_rows / upsert:,.0f} rows/s, to_sql / it "
-            f"{statistics.median(to_sql) / upsert:.1f}x); straight binary COPY {straight:.2f} s "
-            f"({n_rows / straight:,.0f} rows/s, to_sql / it "
-            f"{statistics.median(to_sql) / straight:.1f}x)"
+            f"server side alone (once): INSERT ... ON CONFLICT from a staged table "
+            f"{upsert:.2f} s ({n_rows / upsert:,.0f} rows/s; the idempotent path's server "
+            f"cost, {upsert / statistics.median(floor):.2f}x the straight COPY)"
         )
         print(
             f"rows: raw.ohlcv {in_raw:,}, {TO_SQL_TABLE} {in_bench:,}, "

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -321,6 +321,8 @@ class LoadReport:
     refused: int = 0
     # stamps of the refused revisions, first few, for the message
     refused_ts: tuple[Any, ...] = ()
+    # of ``added``: the rows COPYed straight into the table (newer than every stored one)
+    copied: int = 0
 
     @property
     def total(self) -> int:
@@ -349,6 +351,27 @@ def _parse_ts(values: pd.Series, source: str) -> pd.Series:
     raise DataError(f"{source}: column ts has values that are not timestamps")
 
 
+def _typed_candles(frame: pd.DataFrame, ts: pd.Series) -> pd.DataFrame | None:
+    """The already typed case of :func:`check_candles` (tz-aware stamps, float
+    columns, no empty value, stamps strictly increasing), checked with numpy alone;
+    None when any of that does not hold (the general path then names the problem)."""
+    import numpy as np
+    import pandas as pd
+
+    if not all(pd.api.types.is_float_dtype(frame[c].dtype) for c in OHLCV_COLUMNS):
+        return None
+    stamps = ts.dt.tz_convert("UTC").reset_index(drop=True)
+    naive = stamps.dt.tz_localize(None).to_numpy()
+    if stamps.isna().any() or (len(naive) > 1 and not bool((np.diff(naive) > 0).all())):
+        return None
+    values = np.column_stack([frame[c].to_numpy(dtype="float64") for c in OHLCV_COLUMNS])
+    if np.isnan(values).any():
+        return None
+    out = pd.DataFrame(values, columns=list(OHLCV_COLUMNS))
+    out.insert(0, "ts", stamps)
+    return out
+
+
 def check_candles(
     frame: pd.DataFrame, source: str, *, allow_non_finite: bool = False
 ) -> pd.DataFrame:
@@ -368,6 +391,11 @@ def check_candles(
     missing = [c for c in ("ts", *OHLCV_COLUMNS) if c not in frame.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)}")
+    ts = frame["ts"]
+    if isinstance(ts.dtype, pd.DatetimeTZDtype) and not allow_non_finite:
+        fast = _typed_candles(frame, ts)
+        if fast is not None:
+            return fast
     out = frame.loc[:, ["ts", *OHLCV_COLUMNS]].copy()
     out["ts"] = _parse_ts(out["ts"], source)
     for col in OHLCV_COLUMNS:
@@ -396,23 +424,36 @@ def check_candles(
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in microseconds since 1970
 
 
-def binary_copy_payload(frame: pd.DataFrame, row_numbers: Any = None) -> bytes:
+def binary_copy_payload(
+    frame: pd.DataFrame, row_numbers: Any = None, keys: Sequence[str] = ()
+) -> bytes:
     """The rows of ``frame`` (ts + OHLCV) in PostgreSQL's binary COPY format, built
-    with numpy; with ``row_numbers``, each row starts with that int8 field.
+    with numpy; with ``row_numbers``, each row starts with that int8 field; ``keys``
+    are text fields with the same value on every row, written first (the series key
+    exchange, symbol, timeframe of a straight COPY into ``raw.ohlcv``).
 
-    Every row has the same layout (timestamptz as int64 microseconds since 2000-01-01
-    UTC, then five float8), so the whole payload is one structured array: signature
-    and header, the rows, and the -1 trailer.
+    Every row has the same layout (the keys' UTF-8 bytes, timestamptz as int64
+    microseconds since 2000-01-01 UTC, then five float8), so the whole payload is one
+    structured array: signature and header, the rows, and the -1 trailer.
     """
     import numpy as np
 
     fields: list[tuple[str, str]] = [("fields", ">i2")]
+    encoded = [key.encode("utf-8") for key in keys]
+    for i, raw in enumerate(encoded):
+        fields.append((f"key{i}_len", ">i4"))
+        if raw:
+            fields.append((f"key{i}", f"S{len(raw)}"))
     if row_numbers is not None:
         fields += [("row_len", ">i4"), ("row", ">i8")]
     fields += [("ts_len", ">i4"), ("ts", ">i8")]
     fields += [item for col in OHLCV_COLUMNS for item in ((f"{col}_len", ">i4"), (col, ">f8"))]
     rows = np.empty(len(frame), dtype=np.dtype(fields))
-    rows["fields"] = 1 + len(OHLCV_COLUMNS) + (row_numbers is not None)
+    rows["fields"] = len(encoded) + 1 + len(OHLCV_COLUMNS) + (row_numbers is not None)
+    for i, raw in enumerate(encoded):
+        rows[f"key{i}_len"] = len(raw)
+        if raw:
+            rows[f"key{i}"] = raw
     if row_numbers is not None:
         rows["row_len"] = 8
         rows["row"] = np.asarray(row_numbers, dtype="int64")
@@ -455,6 +496,8 @@ def merge_staged_ohlcv(
     from brain_lib.names import bar_minutes
 
     key = (exchange, symbol, timeframe)
+    # a straight COPY of the same series (copy_ohlcv) must not slip in between
+    lock_ohlcv_series(cur, exchange, symbol, timeframe)
     cur.execute(
         """
         insert into raw.ohlcv_revisions (
@@ -542,6 +585,30 @@ def create_ohlcv_stage(cur: psycopg.Cursor[Any]) -> None:
     cur.execute("truncate _ohlcv_stage")
 
 
+def lock_ohlcv_series(cur: psycopg.Cursor[Any], exchange: str, symbol: str, timeframe: str) -> None:
+    """Hold the series' advisory lock until the transaction ends: loads of one series
+    (exchange, symbol, timeframe) run one at a time, so the newest stored stamp a load
+    reads stays the newest until it commits."""
+    cur.execute(
+        "select pg_advisory_xact_lock(%s, hashtext(%s))",
+        (_OHLCV_LOCK_SPACE, f"{exchange}\x1f{symbol}\x1f{timeframe}"),
+    )
+
+
+# the first key of the two-key advisory locks on raw.ohlcv series (registry and dbt
+# use one-key locks, the listener its own space)
+_OHLCV_LOCK_SPACE = 0x0B0C
+
+
+def _newest_stored_ts(cur: psycopg.Cursor[Any], exchange: str, symbol: str, timeframe: str) -> Any:
+    cur.execute(
+        "select max(ts) from raw.ohlcv where exchange = %s and symbol = %s and timeframe = %s",
+        (exchange, symbol, timeframe),
+    )
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
 def copy_ohlcv(
     conn: psycopg.Connection,
     candles: pd.DataFrame,
@@ -552,34 +619,60 @@ def copy_ohlcv(
     source: str = "candles",
     revise: bool = False,
 ) -> LoadReport:
-    """Load candles into ``raw.ohlcv`` with binary COPY and an idempotent merge.
+    """Load candles into ``raw.ohlcv`` with binary COPY, exactly once.
 
-    The rows are copied into a temporary table and merged on the natural key
-    (exchange, symbol, timeframe, ts) by :func:`merge_staged_ohlcv`: loading the same
+    Under the series' advisory lock (:func:`lock_ohlcv_series`), the rows newer than
+    the newest stored stamp of (exchange, symbol, timeframe) cannot be stored yet:
+    they are COPYed straight into ``raw.ohlcv`` (the append-only fast path, the
+    normal incremental case). The others, if any, are copied into a temporary table
+    and merged on the natural key by :func:`merge_staged_ohlcv`: loading the same
     range twice adds nothing, and a stamp stored with other values is a revision
-    (recorded; applied or refused by its rule). Runs inside the caller's
-    transaction; ``candles`` needs columns ts, open, high, low, close, volume
-    (:func:`check_candles`). A user's file goes through :mod:`brain_lib.door`
-    instead, which runs the quality suite first.
+    (recorded; applied or refused by its rule). A batch that overlaps partly takes
+    both paths. Runs inside the caller's transaction; ``candles`` needs columns ts,
+    open, high, low, close, volume (:func:`check_candles`). A user's file goes through
+    :mod:`brain_lib.door` instead, which runs the quality suite first.
     """
     frame = check_candles(candles, source)
     if frame.empty:
         return LoadReport(0, 0)
     with conn.cursor() as cur:
-        create_ohlcv_stage(cur)
-        with cur.copy(
-            "copy _ohlcv_stage (ts, open, high, low, close, volume) from stdin (format binary)"
-        ) as copy:
-            copy.write(binary_copy_payload(frame))
-        return merge_staged_ohlcv(
-            cur,
-            exchange=exchange,
-            symbol=symbol,
-            timeframe=timeframe,
-            source=source,
-            staged=len(frame),
-            revise=revise,
-        )
+        lock_ohlcv_series(cur, exchange, symbol, timeframe)
+        newest = _newest_stored_ts(cur, exchange, symbol, timeframe)
+        if newest is None:
+            fresh, overlap = frame, frame.iloc[:0]
+        else:
+            new = (frame["ts"] > newest).to_numpy()
+            fresh, overlap = frame.loc[new], frame.loc[~new]
+        merged = LoadReport(0, 0)
+        if len(overlap):
+            create_ohlcv_stage(cur)
+            with cur.copy(
+                "copy _ohlcv_stage (ts, open, high, low, close, volume) from stdin (format binary)"
+            ) as copy:
+                copy.write(binary_copy_payload(overlap))
+            merged = merge_staged_ohlcv(
+                cur,
+                exchange=exchange,
+                symbol=symbol,
+                timeframe=timeframe,
+                source=source,
+                staged=len(overlap),
+                revise=revise,
+            )
+        if len(fresh):
+            with cur.copy(
+                "copy raw.ohlcv (exchange, symbol, timeframe, ts, open, high, low, close, volume)"
+                " from stdin (format binary)"
+            ) as copy:
+                copy.write(binary_copy_payload(fresh, keys=(exchange, symbol, timeframe)))
+    return LoadReport(
+        added=merged.added + len(fresh),
+        unchanged=merged.unchanged,
+        revised=merged.revised,
+        refused=merged.refused,
+        refused_ts=merged.refused_ts,
+        copied=len(fresh),
+    )
 
 
 def load_ohlcv(

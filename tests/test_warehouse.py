@@ -199,3 +199,108 @@ def test_embedded_lifecycle(tmp_path) -> None:  # type: ignore[no-untyped-def]
         assert warehouse.stop() is True
     assert warehouse.stop() is False
     assert warehouse.status()["running"] is False
+
+
+# ------------------------------------------------ the append-only fast path of copy_ohlcv
+
+
+def _series(dsn: str, exchange: str) -> list[tuple]:  # type: ignore[type-arg]
+    with connect(dsn) as conn:
+        return conn.execute(
+            "select symbol, timeframe, ts, open, high, low, close, volume from raw.ohlcv "
+            "where exchange = %s order by symbol, ts",
+            (exchange,),
+        ).fetchall()
+
+
+def test_the_fast_path_and_the_upsert_path_land_the_same_rows_exactly_once(
+    warehouse_dsn: str,
+) -> None:
+    """The same 900 candles in three batches: oldest first (each batch newer than
+    everything stored: COPYed straight in) and newest first (each batch older than the
+    newest stored: staged and merged). Both land every candle once, with equal values."""
+    candles = generate_candles("ETH/USDT", 900, seed=3)
+    batches = [candles.iloc[i : i + 300] for i in (0, 300, 600)]
+    key = {"symbol": "ETH/USDT", "timeframe": "1h"}
+    with connect(warehouse_dsn) as conn:
+        forward = [copy_ohlcv(conn, b, exchange="fast", **key) for b in batches]
+        backward = [copy_ohlcv(conn, b, exchange="merge", **key) for b in reversed(batches)]
+    assert [(r.added, r.copied, r.unchanged) for r in forward] == [(300, 300, 0)] * 3
+    # the newest batch goes first into an empty series (straight COPY), the older ones merge
+    assert [(r.added, r.copied, r.unchanged) for r in backward] == [
+        (300, 300, 0),
+        (300, 0, 0),
+        (300, 0, 0),
+    ]
+    fast, merged = _series(warehouse_dsn, "fast"), _series(warehouse_dsn, "merge")
+    assert len(fast) == 900 and fast == merged
+    # everything again, in one batch: nothing is newer than the newest stored candle
+    with connect(warehouse_dsn) as conn:
+        again = copy_ohlcv(conn, candles, exchange="fast", **key)
+    assert (again.added, again.copied, again.unchanged, again.revised) == (0, 0, 900, 0)
+    assert _series(warehouse_dsn, "fast") == fast
+
+
+def test_a_partly_overlapping_batch_copies_only_what_is_newer_than_the_newest_stored(
+    warehouse_dsn: str,
+) -> None:
+    candles = generate_candles("SOL/USDT", 400, seed=4)
+    key = {"exchange": "overlap", "symbol": "SOL/USDT", "timeframe": "1h"}
+    with connect(warehouse_dsn) as conn:
+        copy_ohlcv(conn, candles.iloc[:100], **key)
+        copy_ohlcv(conn, candles.iloc[300:350], **key)
+        # 50..99 stored, 100..299 missing (older than the newest stored: merged),
+        # 300..349 stored, 350..399 new (newer than the newest: copied)
+        report = copy_ohlcv(conn, candles.iloc[50:400], **key)
+    assert (report.added, report.copied, report.unchanged, report.revised) == (250, 50, 100, 0)
+    stored = _series(warehouse_dsn, "overlap")
+    assert len(stored) == 400 == len({row[2] for row in stored})
+    assert [row[2] for row in stored] == list(candles["ts"])
+    assert [row[6] for row in stored] == list(candles["close"])
+
+
+@pytest.mark.parametrize(("second_start", "total"), [(0, 1000), (500, 1500)])
+def test_two_concurrent_loads_of_one_series_land_every_row_once(
+    warehouse_dsn: str, second_start: int, total: int
+) -> None:
+    """The second load starts while the first has copied but not committed: it waits on
+    the series' lock, then sees the first's rows and merges (no duplicate-key error,
+    no row twice). Without the lock both would COPY into an empty series."""
+    import threading
+    import time
+
+    candles = generate_candles("BTC/USDT", 1500, seed=5)
+    key = {"exchange": f"race{second_start}", "symbol": "BTC/USDT", "timeframe": "1h"}
+    reports: dict[str, object] = {}
+
+    def second() -> None:
+        try:
+            with connect(warehouse_dsn) as conn:
+                reports["second"] = copy_ohlcv(
+                    conn, candles.iloc[second_start : second_start + 1000], **key
+                )
+        except Exception as exc:  # surfaced below
+            reports["second"] = exc
+
+    with connect(warehouse_dsn) as first:
+        reports["first"] = copy_ohlcv(first, candles.iloc[:1000], **key)
+        thread = threading.Thread(target=second)
+        thread.start()
+        deadline = time.monotonic() + 20
+        with connect(warehouse_dsn, autocommit=True) as probe:
+            while time.monotonic() < deadline:
+                waiting = probe.execute("select count(*) from pg_locks where not granted")
+                row = waiting.fetchone()
+                if row and row[0]:
+                    break
+                time.sleep(0.02)
+            else:
+                pytest.fail("the second load never waited for the first")
+    thread.join(timeout=30)
+    first_report, second_report = reports["first"], reports["second"]
+    assert not isinstance(second_report, Exception), second_report
+    assert (first_report.added, first_report.copied) == (1000, 1000)  # type: ignore[attr-defined]
+    assert second_report.unchanged == 1000 - second_start  # type: ignore[attr-defined]
+    assert second_report.added == total - 1000  # type: ignore[attr-defined]
+    stored = _series(warehouse_dsn, key["exchange"])
+    assert [row[2] for row in stored] == list(candles["ts"].iloc[:total])
