@@ -31,10 +31,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
+
+FloatArray = npt.NDArray[np.float64]
 
 __all__ = [
     "BacktestResult",
+    "Booking",
     "backtest_positions",
     "baselines",
     "position_from_prediction",
@@ -114,45 +118,90 @@ def backtest_positions(
         If the positions are not in time order, a cost is negative, or ``close`` has no
         row for a decision bar.
     """
-    if not positions.index.is_monotonic_increasing:
-        raise ValueError("positions must be in time order")
-    if not np.isfinite(cost_bps) or cost_bps < 0:
-        raise ValueError("cost_bps must be a finite number >= 0")
-    close = close.sort_index()
-    loc = close.index.get_indexer(positions.index)
-    if (loc < 0).any():
-        missing = positions.index[loc < 0][0]
-        raise ValueError(f"close has no price for decision bar {missing}")
-    tradable = loc + 1 < len(close)
-    loc = loc[tradable]
-    pos = positions.to_numpy(dtype=float)[tradable]
-    c = close.to_numpy(dtype=float)
-    next_index = close.index[loc + 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        asset_return = c[loc + 1] / c[loc] - 1.0
-    undefined = ~np.isfinite(asset_return)
-    pos = np.where(undefined | ~np.isfinite(pos), 0.0, pos)
-    asset_return = np.where(undefined, np.nan, asset_return)
-    prev = np.concatenate([[0.0], pos[:-1]])
-    cost = np.abs(pos - prev) * cost_bps / 10_000.0
-    gross = np.where(pos == 0.0, 0.0, pos * np.nan_to_num(asset_return))
-    rate = np.zeros(len(pos))
-    if funding is not None:
-        rate = funding.reindex(next_index).fillna(0.0).to_numpy(dtype=float)
-    funding_cost = pos * rate
+    book = Booking.on(positions.index, close, cost_bps=cost_bps, funding=funding)
+    pos, gross, cost, funding_cost = book.legs(positions.to_numpy(dtype=float))
     frame = pd.DataFrame(
         {
             "position": pos,
-            "asset_return": asset_return,
+            "asset_return": book.asset_return,
             "gross_return": gross,
             "cost": cost,
-            "funding_rate": rate,
+            "funding_rate": book.rate,
             "funding": funding_cost,
             "net_return": gross - cost - funding_cost,
         },
-        index=pd.Index(next_index, name="ts"),
+        index=pd.Index(book.next_index, name="ts"),
     )
     return BacktestResult(frame)
+
+
+@dataclass(frozen=True)
+class Booking:
+    """What :func:`backtest_positions` needs of the prices for one run of decision
+    bars, worked out once: which bars can trade, each traded bar's asset return and
+    funding rate. Booking many position series on the same bars (the shuffles of
+    permutation importance) then costs a few numpy operations each."""
+
+    tradable: npt.NDArray[np.bool_]  # decision bars with a bar after them in ``close``
+    next_index: pd.Index  # the bar each tradable decision is booked on
+    asset_return: FloatArray  # NaN where undefined (a missing bar)
+    rate: FloatArray  # funding a unit long pays over the traded bar
+    cost_bps: float
+
+    @classmethod
+    def on(
+        cls,
+        decisions: pd.Index,
+        close: pd.Series,
+        *,
+        cost_bps: float = 5.0,
+        funding: pd.Series | None = None,
+    ) -> Booking:
+        if not decisions.is_monotonic_increasing:
+            raise ValueError("positions must be in time order")
+        if not np.isfinite(cost_bps) or cost_bps < 0:
+            raise ValueError("cost_bps must be a finite number >= 0")
+        close = close.sort_index()
+        loc = close.index.get_indexer(decisions)
+        if (loc < 0).any():
+            missing = decisions[loc < 0][0]
+            raise ValueError(f"close has no price for decision bar {missing}")
+        tradable = loc + 1 < len(close)
+        loc = loc[tradable]
+        c = close.to_numpy(dtype=float)
+        next_index = close.index[loc + 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            asset_return = c[loc + 1] / c[loc] - 1.0
+        asset_return = np.where(np.isfinite(asset_return), asset_return, np.nan)
+        rate = np.zeros(len(loc))
+        if funding is not None:
+            rate = funding.reindex(next_index).fillna(0.0).to_numpy(dtype=float)
+        return cls(tradable, next_index, asset_return, rate, float(cost_bps))
+
+    def legs(
+        self, positions: npt.ArrayLike
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """(position held, gross return, cost, funding paid) per traded bar, for
+        positions per decision bar: shape (n,) or (n, k) for k series at once. A
+        position on a bar with an undefined return, or one that is not finite, is 0."""
+        pos = np.asarray(positions, dtype=float)[self.tradable]
+        undefined = np.isnan(self.asset_return)
+        if pos.ndim == 2:
+            undefined = undefined[:, None]
+        pos = np.where(undefined | ~np.isfinite(pos), 0.0, pos)
+        prev = np.concatenate([np.zeros_like(pos[:1]), pos[:-1]])
+        cost = np.abs(pos - prev) * self.cost_bps / 10_000.0
+        moves = np.nan_to_num(self.asset_return)
+        rate = self.rate
+        if pos.ndim == 2:
+            moves, rate = moves[:, None], rate[:, None]
+        gross = np.where(pos == 0.0, 0.0, pos * moves)
+        return pos, gross, cost, pos * rate
+
+    def net_returns(self, positions: npt.ArrayLike) -> FloatArray:
+        """Net return per traded bar (rows) of each position series (columns if 2-D)."""
+        _, gross, cost, funding_cost = self.legs(positions)
+        return np.asarray(gross - cost - funding_cost, dtype=float)
 
 
 def run_backtest(

@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from brain_lib.backtest import backtest_positions, position_from_prediction
+from brain_lib.backtest import Booking, position_from_prediction
 from brain_lib.metrics import periods_per_year, sharpe_ratio
 from brain_lib.models import LightGBMModel, SequenceModel, XGBoostModel
 from brain_lib.models._base import check_feature_columns
@@ -520,6 +520,11 @@ def shap_importance_folds(
 # --------------------------------------------------------------------------- #
 # permutation
 # --------------------------------------------------------------------------- #
+# the shuffled copies of the window are predicted in batches of about this many rows
+# (one model call each, not one per shuffle)
+_PREDICT_BATCH_ROWS = 200_000
+
+
 def permutation_importance(
     model: Any,
     X: pd.DataFrame,
@@ -631,11 +636,12 @@ def permutation_importance(
     labelled = ~np.isnan(labels)
 
     to_positions = positions if positions is not None else position_from_prediction
+    book = Booking.on(Xw.index, close, cost_bps=cost_bps, funding=funding)
 
     def score(pred: FloatArray) -> tuple[float, float]:
-        held = pd.Series(np.asarray(to_positions(pred), dtype=float), index=Xw.index)
-        bt = backtest_positions(held, close, cost_bps=cost_bps, funding=funding)
-        sharpe = sharpe_ratio(bt.net_returns, periods_per_year=ppy, risk_free_rate=risk_free_rate)
+        held = np.asarray(to_positions(pred), dtype=float)
+        net = book.net_returns(held)
+        sharpe = sharpe_ratio(net, periods_per_year=ppy, risk_free_rate=risk_free_rate)
         err = pred[labelled] - labels[labelled]
         mse = float(np.mean(err**2)) if err.size else math.nan
         return (0.0 if math.isnan(sharpe) else sharpe), mse
@@ -661,29 +667,41 @@ def permutation_importance(
             details=details,
         )
 
-    work = Xw.to_numpy(dtype=float, copy=True)
+    base = Xw.to_numpy(dtype=float)
     n = len(Xw)
-    rows: dict[Any, dict[str, float]] = {}
-    for j, name in enumerate(Xw.columns):
-        if name in skipped:
-            continue
-        rng = np.random.default_rng([seed, j])
-        original = work[:, j].copy()
-        drops = np.empty(n_repeats)
-        rises = np.empty(n_repeats)
-        for r in range(n_repeats):
-            work[:, j] = original[rng.permutation(n)]
-            shuffled = pd.DataFrame(work, index=Xw.index, columns=Xw.columns)
-            sharpe, mse = score(np.asarray(model.predict(shuffled), dtype=float))
-            drops[r] = base_sharpe - sharpe
-            rises[r] = mse - base_mse
-        work[:, j] = original
-        rows[name] = {
-            "importance": float(drops.mean()),
-            "sharpe_drop_std": float(drops.std()),
-            "mse_increase": float(rises.mean()),
-            "mse_increase_std": float(rises.std()),
+    shuffles = [
+        (name, j, r)
+        for j, name in enumerate(Xw.columns)
+        if name not in skipped
+        for r in range(n_repeats)
+    ]
+    # one generator per feature, drawn in repeat order: the same shuffles as one at a time
+    orders = {j: np.random.default_rng([seed, j]) for j in dict.fromkeys(j for _, j, _ in shuffles)}
+    drops: dict[str, list[float]] = {}
+    rises: dict[str, list[float]] = {}
+    per_batch = max(1, _PREDICT_BATCH_ROWS // n)
+    for first in range(0, len(shuffles), per_batch):
+        batch = shuffles[first : first + per_batch]
+        stacked = np.tile(base, (len(batch), 1))
+        for b, (_, j, _) in enumerate(batch):
+            block = slice(b * n, (b + 1) * n)
+            stacked[block, j] = base[orders[j].permutation(n), j]
+        preds = np.asarray(
+            model.predict(pd.DataFrame(stacked, columns=Xw.columns)), dtype=float
+        ).reshape(len(batch), n)
+        for b, (name, _, _) in enumerate(batch):
+            sharpe, mse = score(preds[b])
+            drops.setdefault(name, []).append(base_sharpe - sharpe)
+            rises.setdefault(name, []).append(mse - base_mse)
+    rows: dict[Any, dict[str, float]] = {
+        name: {
+            "importance": float(np.mean(drops[name])),
+            "sharpe_drop_std": float(np.std(drops[name])),
+            "mse_increase": float(np.mean(rises[name])),
+            "mse_increase_std": float(np.std(rises[name])),
         }
+        for name in drops
+    }
     frame = pd.DataFrame.from_dict(rows, orient="index")
     table = _rank_table(frame["importance"], frame[list(_PERMUTATION_COLUMNS)])
     return ImportanceResult(
