@@ -220,6 +220,7 @@ class SettingsTaskRunner(TaskRunner["PrefectFuture[Any]"]):
         super().__init__()
         self._runner: TaskRunner[Any] | None = None
         self._stack: ExitStack | None = None
+        self._described = ""  # said in the flow run's log at its first task
 
     @property
     def name(self) -> str:
@@ -242,7 +243,10 @@ class SettingsTaskRunner(TaskRunner["PrefectFuture[Any]"]):
         wait_for: Iterable[PrefectFuture[Any]] | None = None,
         dependencies: dict[str, set[RunInput]] | None = None,
     ) -> PrefectFuture[Any]:
-        return self.runner.submit(task, parameters, wait_for, dependencies)
+        runner = self.runner
+        if self._described:
+            self._announce()
+        return runner.submit(task, parameters, wait_for, dependencies)
 
     def map(
         self,
@@ -250,7 +254,21 @@ class SettingsTaskRunner(TaskRunner["PrefectFuture[Any]"]):
         parameters: dict[str, Any],
         wait_for: Iterable[PrefectFuture[Any]] | None = None,
     ) -> PrefectFutureList[PrefectFuture[Any]]:
-        return self.runner.map(task, parameters, wait_for)
+        runner = self.runner
+        if self._described:
+            self._announce()
+        return runner.map(task, parameters, wait_for)
+
+    def _announce(self) -> None:
+        """Say in the flow run's log where its tasks run (the runner is entered before
+        the flow run's context exists, so this waits for the first submission)."""
+        from prefect.context import FlowRunContext
+        from prefect.logging import get_run_logger
+
+        described, self._described = self._described, ""
+        context = FlowRunContext.get()
+        if context is not None:
+            get_run_logger(context).info("tasks run on %s", described)
 
     def cancel_all(self) -> None:
         cancel = getattr(self._runner, "cancel_all", None)
@@ -264,14 +282,14 @@ class SettingsTaskRunner(TaskRunner["PrefectFuture[Any]"]):
             if settings.task_runner == "dask":
                 _prefect_api_for_workers(stack)
             stack.enter_context(runner)
-            self.logger.info("tasks run on %s", describe(settings))
             self._stack = stack.pop_all()
+        self._described = describe(settings)
         self._runner = runner
         super().__enter__()
         return self
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-        stack, self._stack, self._runner = self._stack, None, None
+        stack, self._stack, self._runner, self._described = self._stack, None, None, ""
         try:
             if stack is not None:
                 stack.__exit__(exc_type, exc_value, traceback)
@@ -288,7 +306,7 @@ class SettingsTaskRunner(TaskRunner["PrefectFuture[Any]"]):
         # the flow (and its template runner) travels to Dask workers with each task
         # run's context; a started runner and its exit stack stay here
         state = self.__dict__.copy()
-        state.update(_runner=None, _stack=None)
+        state.update(_runner=None, _stack=None, _described="")
         return state
 
 
