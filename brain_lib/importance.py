@@ -62,6 +62,7 @@ __all__ = [
     "permutation_importance",
     "shap_importance",
     "shap_importance_folds",
+    "top_rank_agreement",
 ]
 
 DEFAULT_MIN_ROWS = 200
@@ -732,6 +733,29 @@ def _spearman(a: pd.Series, b: pd.Series) -> float:
     return float(np.dot(ra, rb) / denom)
 
 
+def _spearman_columns(frame: pd.DataFrame, target: pd.Series) -> pd.Series:
+    """:func:`_spearman` of every column of ``frame`` with ``target``: the columns with
+    a value wherever ``target`` has one are ranked together in one call, the rest one at
+    a time on their own pairwise rows."""
+    from scipy.stats import rankdata
+
+    present = target.notna().to_numpy()
+    values = frame.to_numpy(dtype=float)[present]
+    whole = ~np.isnan(values).any(axis=0)
+    out = pd.Series(math.nan, index=frame.columns, dtype=float)
+    if int(present.sum()) >= 2 and whole.any():
+        rt = rankdata(target.to_numpy(dtype=float)[present])
+        rt = rt - rt.mean()
+        ranks = rankdata(values[:, whole], axis=0)
+        ranks = ranks - ranks.mean(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = (ranks.T @ rt) / np.sqrt((ranks**2).sum(axis=0) * float(rt @ rt))
+        out[frame.columns[whole]] = np.where(np.isfinite(rho), rho, math.nan)
+    for column in frame.columns[~whole]:
+        out[column] = _spearman(frame[column], target)
+    return out
+
+
 def correlation_importance(
     X: pd.DataFrame,
     y: pd.Series,
@@ -818,10 +842,11 @@ def correlation_importance(
             skipped=skipped,
         )
     pl = pred[labelled] if pred is not None else None
-    rho_label = pd.Series({c: _spearman(Xl[c], yl) for c in kept}, dtype=float)
-    rho_pred = pd.Series(
-        {c: (_spearman(Xl[c], pl) if pl is not None else math.nan) for c in kept}, dtype=float
-    )
+    rho_label = _spearman_columns(Xl[kept], yl)
+    if pl is not None:
+        rho_pred = _spearman_columns(Xl[kept], pl)
+    else:
+        rho_pred = pd.Series(math.nan, index=kept, dtype=float)
     table = _rank_table(
         rho_label.abs(),
         pd.DataFrame({"spearman_label": rho_label, "spearman_prediction": rho_pred}),
@@ -834,6 +859,24 @@ def correlation_importance(
         n_rows=len(Xl),
         details={"with_predictions": pred is not None},
     )
+
+
+def top_rank_agreement(
+    reference: ImportanceResult, other: ImportanceResult, top: int = 10
+) -> float:
+    """Spearman's ρ between two rankings of the ``top`` features of ``reference``.
+
+    The stability check of a sampled computation (``other``) against the full one
+    (``reference``): the ``top`` most important features of ``reference`` are ranked
+    by each result's ``importance`` (average ranks for ties) and the two rankings
+    correlated. 1.0 means the sample orders the leading features exactly as the full
+    computation does; a feature missing from ``other`` ranks last there. NaN when
+    either ranking is constant (fewer than two features, or all tied).
+    """
+    full = reference.table["importance"].sort_values(ascending=False, kind="stable")
+    leading = full.index[:top]
+    theirs = other.table["importance"].reindex(leading).fillna(-math.inf)
+    return _spearman(full[leading], theirs)
 
 
 def importance_rows(result: ImportanceResult) -> list[dict[str, Any]]:

@@ -490,7 +490,9 @@ def apply_policies(
     segments : list of (start, stop, policy)
         Half-open row ranges covering ``0..n`` in order, and the policy that trades
         each (one per walk-forward fold). The position carries over from one segment to
-        the next, as a desk's book does when a new model takes over.
+        the next, as a desk's book does when a new model takes over. A policy with
+        ``flat`` true (a band that showed no skill) holds 0 on each of its bars and
+        leaves the state at ``(0, 0)``, as its ``step`` would, without a loop.
 
     Returns
     -------
@@ -505,9 +507,14 @@ def apply_policies(
     for start, stop, policy in segments:
         if start != covered or stop < start or stop > p.size:
             raise ValueError("policy segments must cover the predictions in order, without gaps")
-        for i in range(start, stop):
-            state = policy.step(state, float(p[i]), float(v[i]))
-            out[i] = state[0]
+        if getattr(policy, "flat", False) is True:
+            # a flat policy's step is (0, 0) whatever it is given: no bar-by-bar loop
+            if stop > start:
+                state = (0.0, 0)  # out[start:stop] is already 0
+        else:
+            for i in range(start, stop):
+                state = policy.step(state, float(p[i]), float(v[i]))
+                out[i] = state[0]
         covered = stop
     if covered != p.size:
         raise ValueError("policy segments must cover every prediction")
