@@ -38,6 +38,12 @@ Run from the repository root::
 
     .venv/bin/python bench/bench_copy.py                 # 1 M rows
     .venv/bin/python bench/bench_copy.py --rows 200000   # quicker
+    .venv/bin/python bench/bench_copy.py --quick         # 100,000 rows, one repeat
+
+``--json PATH`` also writes the medians and two ratios (``bench/_report.py``): copy_ohlcv
+(fresh) / straight binary COPY against the ``<= 1.3`` target, and to_sql / copy_ohlcv
+(fresh). ``--quick`` is 100,000 rows, one repeat of each load, at most 10 s of waiting
+for an idle machine.
 """
 
 from __future__ import annotations
@@ -50,9 +56,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from _machine import load_note, wait_for_quiet  # bench/ is on sys.path
+from _report import add_report_args, measure, ratio, write_report
 
 from brain_lib.dbt import ensure_raw_schema
 from brain_lib.market import generate_candles
@@ -87,7 +95,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=60.0,
         help="seconds to wait at most for an idle machine before each measurement (0: never)",
     )
+    add_report_args(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rows, args.repeats, args.to_sql_repeats = 100_000, 1, 1
+        args.quiet_wait = min(args.quiet_wait, 10.0)
     for name in ("rows", "hours", "repeats", "to_sql_repeats", "chunksize"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -220,6 +232,46 @@ def fmt_line(label: str, times: list[float], rows: int) -> str:
     return f"{label:<26} {med:8.2f} s  {rows / med:>12,.0f} rows/s   (runs: {each})"
 
 
+def write_json(
+    path: str,
+    n_rows: int,
+    floor: list[float],
+    fresh: list[float],
+    again: list[float],
+    to_sql: list[float],
+    upsert: float,
+) -> None:
+    """The medians and the two ratios as a ``bench/_report.py`` report."""
+    t_floor, t_fresh = statistics.median(floor), statistics.median(fresh)
+    t_again, t_to_sql = statistics.median(again), statistics.median(to_sql)
+    measures: list[dict[str, Any]] = [
+        measure("rows", value=n_rows, unit="rows"),
+        measure("straight binary COPY", seconds=t_floor),
+        measure("copy_ohlcv, fresh table", seconds=t_fresh),
+        measure("copy_ohlcv, all unchanged", seconds=t_again),
+        measure("DataFrame.to_sql", seconds=t_to_sql),
+        measure("server side alone: INSERT ... ON CONFLICT from staged rows", seconds=upsert),
+        measure("copy_ohlcv, fresh table: rows/s", value=n_rows / t_fresh, unit="rows/s"),
+    ]
+    ratios = [
+        ratio(
+            f"bulk load {n_rows:,} rows: copy_ohlcv (fresh) / straight COPY",
+            brain=t_fresh,
+            other=t_floor,
+            other_name="straight binary COPY",
+            ratio=t_fresh / t_floor,
+            target=f"<= {FLOOR_RATIO}",
+        ),
+        ratio(
+            f"bulk load {n_rows:,} rows: to_sql / copy_ohlcv (fresh)",
+            brain=t_fresh,
+            other=t_to_sql,
+            other_name="DataFrame.to_sql",
+        ),
+    ]
+    write_report(path, "copy", measures, ratios)
+
+
 def run(args: argparse.Namespace) -> int:
     print(f"before start: {load_note()}")
     t0 = time.perf_counter()
@@ -319,6 +371,8 @@ def run(args: argparse.Namespace) -> int:
             f"rows: raw.ohlcv {in_raw:,}, {TO_SQL_TABLE} {in_bench:,}, "
             f"added by the second COPY: {', '.join(f'{n:,}' for n in again_added)}"
         )
+        if args.json:
+            write_json(args.json, n_rows, floor, fresh, again, to_sql, upsert)
     finally:
         try:
             warehouse.stop()
