@@ -63,6 +63,13 @@ Run from the repository root::
 
     .venv/bin/python bench/bench_retrain.py              # 3 repeats
     .venv/bin/python bench/bench_retrain.py --repeats 1  # quicker
+    .venv/bin/python bench/bench_retrain.py --quick      # 1 symbol, 1 repeat, no dbt
+
+``--json PATH`` also writes the medians and two ratios (``bench/_report.py``):
+T_flow_compute / T_fits against the ``<= 1.3`` target, and the importance stage of the
+plain pipeline / T_fits against the ``<= 0.1`` target (importance at most 10% of the fit
+time). ``--quick`` is one symbol (BTC/USDT), 200 days with a 180-day window, one repeat,
+no dbt build and at most 10 s of waiting for an idle machine.
 """
 
 from __future__ import annotations
@@ -84,6 +91,8 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 from _machine import busy_cpu_seconds, load_note, wait_for_quiet  # bench/ is on sys.path
+from _report import add_report_args, ratio, write_report
+from _report import measure as report_measure
 
 from brain_lib.dbt import ensure_raw_schema, run_dbt
 from brain_lib.market import SyntheticMarket
@@ -97,6 +106,7 @@ TIMEFRAME = "1h"
 DEMO_SEED = 7
 DEMO_AUTOCORR = -0.1
 TARGET_OVERHEAD = 0.30
+TARGET_IMPORTANCE_SHARE = 0.10  # importance at most 10% of the fit time
 STAGES = (
     "load",
     "features",
@@ -129,7 +139,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds to wait at most for an idle machine before each measurement (0: never)",
     )
     parser.add_argument("--no-dbt", action="store_true", help="skip the dbt build timing")
+    add_report_args(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats, args.symbols, args.days, args.lookback_days = 1, 1, 200, 180
+        args.no_dbt = True
+        args.quiet_wait = min(args.quiet_wait, 10.0)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     if args.lookback_days >= args.days:
@@ -559,6 +574,54 @@ def print_report(
         print(f"{label:<48} {value:8.2f} {'':>8}  once")
 
 
+def write_json(
+    path: str,
+    n_symbols: int,
+    fits: list[dict[str, float]],
+    concurrent: list[float],
+    pipeline: list[float],
+    flow: list[float],
+    stages: list[dict[str, float]],
+    once: dict[str, float],
+) -> None:
+    """The medians and the two target ratios as a ``bench/_report.py`` report."""
+    t_fits = med([f["total"] for f in fits])
+    t_flow = med(flow)
+    t_importance = med([s["importance"] for s in stages])
+    measures: list[dict[str, Any]] = [
+        report_measure("symbols", value=n_symbols, unit="symbols"),
+        report_measure("T_fits (bare lightgbm.train, all fits)", seconds=t_fits),
+        report_measure("T_fits_concurrent", seconds=med(concurrent)),
+        report_measure("T_pipeline (no Prefect)", seconds=med(pipeline)),
+        report_measure("T_flow_compute (run_flow, no dbt)", seconds=t_flow),
+        *(
+            report_measure(f"stage {name}", seconds=med([s[name] for s in stages]))
+            for name in (*STAGES, "total")
+        ),
+        *(report_measure(name, seconds=seconds) for name, seconds in once.items()),
+    ]
+    size = f"{n_symbols} symbol{'s' if n_symbols != 1 else ''}"
+    ratios = [
+        ratio(
+            f"daily-retrain, {size}: flow compute / bare fits",
+            brain=t_flow,
+            other=t_fits,
+            other_name="bare lightgbm.train fits",
+            ratio=t_flow / t_fits,
+            target=f"<= {1 + TARGET_OVERHEAD:g}",
+        ),
+        ratio(
+            f"daily-retrain, {size}: importance / bare fits",
+            brain=t_importance,
+            other=t_fits,
+            other_name="bare lightgbm.train fits",
+            ratio=t_importance / t_fits,
+            target=f"<= {TARGET_IMPORTANCE_SHARE:g}",
+        ),
+    ]
+    write_report(path, "retrain", measures, ratios)
+
+
 def run(args: argparse.Namespace) -> int:
     print(f"before start: {load_note()}")
     symbols = SYMBOLS[: args.symbols]
@@ -713,12 +776,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'final fit minus its bare fit (medians)':<48} {final_extra:8.2f}")
         imp_extra = med([s["importance"] for s in stages]) - med([f["importance"] for f in fits])
         print(f"{'importance minus its bare fit (medians)':<48} {imp_extra:8.2f}")
+        imp_share = med([s["importance"] for s in stages]) / med([f["total"] for f in fits])
+        verdict = "met" if imp_share <= TARGET_IMPORTANCE_SHARE else "MISSED"
+        print(
+            f"{'importance / T_fits (medians)':<48} {imp_share:8.2f}  "
+            f"target <= {TARGET_IMPORTANCE_SHARE:.2f}: {verdict}"
+        )
 
         print()
         print(f"{'Prefect task runs, summed (as recorded)':<48} {'median':>8} {'min':>8}  runs")
         for name in sorted({name for t in tasks for name in t}):
             values = [t.get(name, 0.0) for t in tasks]
             print(f"{name:<48} {med(values):8.2f} {min(values):8.2f}  {runs(values)}")
+
+        if args.json:
+            once = {
+                "T_import": t_import.seconds,
+                "T_startup": t_startup.seconds,
+                "T_noop": t_noop.seconds,
+                "T_dbt": t_dbt,
+            }
+            write_json(args.json, len(symbols), fits, concurrent, pipeline, flow, stages, once)
     finally:
         try:
             if server is not None:
