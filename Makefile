@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # configuration serves a CPU build; e.g. --index-url <PyTorch's cpu or cu126 index>
 TORCH_PIP_ARGS ?=
 
-.PHONY: demo test lint unit bench clean-venv
+.PHONY: demo test lint unit bench bench-quick load clean-venv
 
 # (Re)create the environment when it is missing or pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -38,13 +38,28 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: $(STAMP)
-	$(BIN)/python bench/bench_copy.py
-	$(BIN)/python bench/bench_retrain.py
-	$(BIN)/python bench/bench_policy.py
-	$(BIN)/python bench/bench_collect.py
-	$(BIN)/python bench/bench_quality.py
-	$(BIN)/python bench/bench_models.py
+# The bench extra (empyrical-reloaded and quantstats, which bench_metrics.py compares
+# brain_lib.metrics with) on top of the dev install; not needed by make test or CI.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+## bench: run every benchmark (each its own process, full sizes) and print one table of
+## Brain's figure against the alternative's, the ratio, the target and pass/miss
+## (bench/all.py; tens of minutes on 2 cores); exits non-zero when a benchmark fails
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/all.py
+
+## bench-quick: the same table from the benchmarks' --quick sizes (a smoke run, minutes)
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python bench/all.py --quick
+
+## load: a repeatable load run of the flows on the replay exchange (bench/load.py),
+## sized by LOAD_ARGS, e.g. make load LOAD_ARGS="--symbols 20 --years 1"
+LOAD_ARGS ?= --symbols 100 --years 2
+load: $(STAMP)
+	$(BIN)/python bench/load.py $(LOAD_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
