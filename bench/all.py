@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from _report import read_report  # bench/ is on sys.path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+STOP_GRACE_S = 60.0  # after a timeout, how long a benchmark may take to clean up
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,22 @@ def tail_of(path: Path, lines: int = 15) -> list[str]:
         return []
 
 
+def wait_or_stop(proc: subprocess.Popen[bytes], timeout: float | None) -> int:
+    """The benchmark's exit code; 124 when it ran past ``timeout``. Then it gets SIGINT
+    first, so that its ``finally`` blocks stop its embedded PostgreSQL (and Prefect
+    server) and remove its temporary folder; SIGKILL only after ``STOP_GRACE_S``."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return 124
+
+
 def run_one(
     bench: Bench, folder: Path, quick: bool, timeout: float | None, verbose: bool
 ) -> Outcome:
@@ -140,21 +158,18 @@ def run_one(
     start = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
         try:
-            proc = subprocess.run(
+            proc = subprocess.Popen(
                 cmd,
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=None if verbose else log,
                 stderr=None if verbose else subprocess.STDOUT,
-                timeout=timeout,
-                check=False,
             )
-            code = proc.returncode
-        except subprocess.TimeoutExpired:
-            code = 124
         except OSError as exc:  # the interpreter could not start
             log.write(f"{exc}\n")
             code = 127
+        else:
+            code = wait_or_stop(proc, timeout)
     seconds = time.perf_counter() - start
     report: dict[str, Any] | None = None
     error: str | None = None
