@@ -114,9 +114,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--verbose", action="store_true", help="show each benchmark's output as it runs"
     )
     args = parser.parse_args(argv)
-    known = {b.name for b in BENCHES}
+    known = [b.name for b in BENCHES]
     wanted = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = sorted(set(wanted) - known)
+    unknown = [name for name in wanted if name not in known]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(known)}")
     args.benches = [b for b in BENCHES if not wanted or b.name in wanted]
