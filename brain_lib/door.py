@@ -246,7 +246,7 @@ def land_candles(
     began = time.perf_counter()
     _stage(dsn, frame, batch_id, exchange, symbol, timeframe)
     try:
-        results, _ = _run_checkpoint(
+        results, _, _ = _run_checkpoint(
             dsn, LANDING, {"batch": batch_id}, batch_sql, run, settings, None
         )
         quality = QualityReport(

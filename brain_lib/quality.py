@@ -83,7 +83,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,6 +110,7 @@ __all__ = [
     "quarantine",
     "quarantined_timestamps",
     "record_results",
+    "render_data_docs",
     "run_quality_checks",
     "validate_table",
 ]
@@ -275,6 +276,9 @@ class QualityReport:
     excluded_quarantined: bool = False
     docs_index: Path | None = None
     batch_sql: str = field(default="", repr=False)
+    # the validation results kept in the Data Docs store (ValidationResultIdentifier
+    # tuples), for render_data_docs when the page was not rendered at once
+    docs_keys: tuple[tuple[str, ...], ...] = field(default=(), repr=False)
 
     @property
     def success(self) -> bool:
@@ -577,22 +581,51 @@ def _docs_site(context: Any, docs_dir: Path) -> tuple[str, str]:
     return _GX.sites[folder]
 
 
-def _build_docs(context: Any, docs_dir: Path, suite: str, outcome: Any) -> Path:
-    """Keep the checkpoint's results in the folder's store and render them, with the
-    suite's page and the index; return the index page."""
-    from great_expectations.data_context.types.resource_identifiers import (
-        ExpectationSuiteIdentifier,
-    )
-
-    site, store_name = _docs_site(context, docs_dir)
+def _keep_results(context: Any, docs_dir: Path, outcome: Any) -> tuple[tuple[str, ...], ...]:
+    """Keep the checkpoint's results in the folder's store; their keys as tuples."""
+    _, store_name = _docs_site(context, docs_dir)
     store = context.stores[store_name]
     for key, result in outcome.run_results.items():
         store.set(key, result)
-    context.build_data_docs(
-        site_names=[site],
-        resource_identifiers=[*outcome.run_results, ExpectationSuiteIdentifier(name=suite)],
+    return tuple(tuple(str(part) for part in key.to_tuple()) for key in outcome.run_results)
+
+
+def _render_docs(
+    context: Any, docs_dir: Path, keys: Iterable[Sequence[str]], suites: Iterable[str]
+) -> Path:
+    """Render the kept results of ``keys``, the pages of ``suites`` and the index."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
     )
+
+    site, _ = _docs_site(context, docs_dir)
+    identifiers: list[Any] = [ValidationResultIdentifier.from_tuple(tuple(k)) for k in keys]
+    identifiers += [ExpectationSuiteIdentifier(name=name) for name in dict.fromkeys(suites)]
+    context.build_data_docs(site_names=[site], resource_identifiers=identifiers)
     return Path(docs_dir).expanduser().resolve() / "index.html"
+
+
+def render_data_docs(
+    docs_dir: Path, keys: Iterable[Sequence[str]], suites: Iterable[str]
+) -> Path | None:
+    """Render into the Data Docs site of ``docs_dir``, in one pass, the kept but not yet
+    rendered validations ``keys`` (``QualityReport.docs_keys`` of
+    ``validate_table(..., render_docs=False)``), the pages of ``suites`` and the index;
+    return the index page, or None when there is no key.
+
+    GX compiles its page templates on every build (about 0.15 s), so a run that
+    validates many batches renders once at its end rather than once per batch.
+    """
+    wanted = [tuple(key) for key in keys]
+    if not wanted:
+        return None
+    with _GX.lock:
+        context = _gx_context()
+        try:
+            return _render_docs(context, docs_dir, wanted, suites)
+        except Exception as exc:
+            raise QualityError(f"Data Docs could not be built in {docs_dir}: {exc}") from None
 
 
 def data_docs_dir(settings: QualitySettings | None = None, home: Path | None = None) -> Path:
@@ -699,6 +732,7 @@ def validate_table(
     docs_dir: Path | None = None,
     settings: QualitySettings | None = None,
     exclude_quarantined: bool = False,
+    render_docs: bool = True,
 ) -> QualityReport:
     """Validate one batch of ``raw.<table>`` with its suite, through a GX checkpoint.
 
@@ -708,7 +742,9 @@ def validate_table(
     ``exclude_quarantined`` leaves out rows already in ``raw.quarantine_<table>`` (the
     training window's view). GX reads through its own connection: commit before.
     ``docs_dir`` given: the result is also kept in ``docs_dir/validation_results`` and
-    rendered into the Data Docs site there (``report.docs_index`` is its index page).
+    rendered into the Data Docs site there (``report.docs_index`` is its index page);
+    with ``render_docs`` False it is only kept, for one :func:`render_data_docs` of
+    many validations later (``docs_index`` stays None).
 
     An expectation that cannot run (a SQL error) is a failed result with its
     ``exception``. Raises :class:`QualityError` when the table is missing or GX itself
@@ -736,7 +772,9 @@ def validate_table(
     began = time.perf_counter()
     validated_at = datetime.now(UTC)
     rows, first_ts, last_ts = _batch_shape(dsn, spec, batch_sql)
-    results, docs_index = _run_checkpoint(dsn, spec, filters, batch_sql, run, settings, docs_dir)
+    results, docs_index, docs_keys = _run_checkpoint(
+        dsn, spec, filters, batch_sql, run, settings, docs_dir, render_docs
+    )
     report = QualityReport(
         run_id=run,
         table=spec.name,
@@ -755,6 +793,7 @@ def validate_table(
         excluded_quarantined=exclude_quarantined,
         docs_index=docs_index,
         batch_sql=batch_sql,
+        docs_keys=docs_keys,
     )
     log.info("%s", report.describe())
     return report
@@ -774,7 +813,8 @@ def _run_checkpoint(
     run_id: str,
     settings: QualitySettings,
     docs_dir: Path | None,
-) -> tuple[list[ExpectationResult], Path | None]:
+    render_docs: bool = True,
+) -> tuple[list[ExpectationResult], Path | None, tuple[tuple[str, ...], ...]]:
     with _GX.lock:
         context = _gx_context()
         import great_expectations as gx
@@ -784,6 +824,7 @@ def _run_checkpoint(
         suite = _synced_suites(context, settings)[spec.suite]
         name = _asset_name(spec, filters)
         docs_index = None
+        docs_keys: tuple[tuple[str, ...], ...] = ()
         asset = definition = checkpoint = None
         try:
             asset = source.add_query_asset(name, query=batch_sql)
@@ -802,7 +843,9 @@ def _run_checkpoint(
                 run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(UTC))
             )
             if docs_dir is not None:
-                docs_index = _build_docs(context, docs_dir, spec.suite, outcome)
+                docs_keys = _keep_results(context, docs_dir, outcome)
+                if render_docs:
+                    docs_index = _render_docs(context, docs_dir, docs_keys, [spec.suite])
         except (WarehouseError, QualityError):
             raise
         except Exception as exc:
@@ -819,7 +862,7 @@ def _run_checkpoint(
         results: list[ExpectationResult] = []
         for suite_result in outcome.run_results.values():
             results.extend(_result_from_gx(r) for r in suite_result.results)
-        return results, docs_index
+        return results, docs_index, docs_keys
 
 
 # ------------------------------------------------------------------ recording
@@ -988,6 +1031,7 @@ def gate_training_window(
     docs_dir: Path | None = None,
     record: bool = True,
     quarantine_rows: bool = True,
+    render_docs: bool = True,
 ) -> GateDecision:
     """Validate a symbol's training window (``start <= ts < end``) before training.
 
@@ -1010,6 +1054,7 @@ def gate_training_window(
         docs_dir=docs_dir,
         settings=settings,
         exclude_quarantined=True,
+        render_docs=render_docs,
     )
     added = 0
     if record or quarantine_rows:
@@ -1059,6 +1104,7 @@ def run_quality_checks(
     docs_dir: Path | None = None,
     record: bool = True,
     quarantine_rows: bool = True,
+    render_docs: bool = True,
 ) -> list[QualityReport]:
     """Validate, record and quarantine one batch per table (default: every table in
     :data:`TABLES`), all under one run id: what ``brain quality check`` and
@@ -1082,6 +1128,7 @@ def run_quality_checks(
             run_id=run,
             docs_dir=docs_dir,
             settings=settings,
+            render_docs=False,
         )
         if record or quarantine_rows:
             with open_connection(dsn) as conn:
@@ -1091,4 +1138,9 @@ def run_quality_checks(
                     quarantine(conn, report)
                 conn.commit()
         reports.append(report)
+    if docs_dir is not None and render_docs:
+        index = render_data_docs(
+            docs_dir, [k for r in reports for k in r.docs_keys], [r.suite for r in reports]
+        )
+        reports = [replace(r, docs_index=index) for r in reports]
     return reports

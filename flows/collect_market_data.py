@@ -19,13 +19,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prefect import State, flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
+from prefect.futures import PrefectFuture
 from prefect.states import Completed, Failed
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from brain_lib.config import Settings
 from brain_lib.errors import ConfigError
@@ -97,9 +99,10 @@ def validate_batches(
 
     import ccxt
 
-    from brain_lib.quality import run_quality_checks
+    from brain_lib.quality import render_data_docs, run_quality_checks
 
     out: list[dict[str, Any]] = []
+    kept: list[Any] = []
     for r in reports:
         if r.status != "ok" or not r.new_rows or r.first_ts is None or r.last_ts is None:
             continue
@@ -115,16 +118,23 @@ def validate_batches(
             end=r.last_ts + timedelta(microseconds=1),
             run_id=run_id,
             docs_dir=docs_dir,
+            render_docs=False,
         )
+        kept.append(report)
         out.append(
             {
                 "stream": r.label,
                 "ok": report.ok,
                 "success": report.success,
                 "summary": report.describe(),
-                "docs": str(report.docs_index) if report.docs_index else None,
             }
         )
+    # one Data Docs build for every batch (GX recompiles its page templates per build)
+    index = render_data_docs(
+        docs_dir, [k for r in kept for k in r.docs_keys], [r.suite for r in kept]
+    )
+    for item in out:
+        item["docs"] = str(index) if index is not None else None
     return out
 
 
@@ -186,7 +196,19 @@ def _failed_report(spec: StreamSpec, state: State) -> StreamReport:
     )
 
 
-@flow(name="collect-market-data", log_prints=True)
+# streams collected at once: each holds a warehouse connection while it lands, and
+# Prefect's default thread pool is unbounded, so 100 symbols x 3 datasets would ask
+# the warehouse for 300 connections at once (PostgreSQL's default allows 100)
+STREAMS_AT_ONCE = 16
+# (TaskRunner is invariant in its future type, the flow decorator wants the base one)
+_STREAMS = cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers=STREAMS_AT_ONCE))
+
+
+@flow(
+    name="collect-market-data",
+    log_prints=True,
+    task_runner=_STREAMS,
+)
 def collect_market_data(
     exchanges: list[str] | None = None,
     symbols: list[str] | dict[str, list[str]] | None = None,

@@ -44,6 +44,7 @@ from flows.tasks import (
     prepare_warehouse,
     quality_gate,
     raise_for_empty,
+    render_quality_docs,
     replay_spool,
     save_version_artifact,
     walk_forward,
@@ -166,18 +167,20 @@ def daily_retrain(
     )
     gates.wait()
     blocked: dict[str, str] = {}
-    docs_index: str | None = None
+    verdicts: list[dict[str, Any]] = []
     for symbol, gate in zip(run_symbols, gates, strict=True):
         if not gate.state.is_completed():
             # nothing learns from data nobody could check
             blocked[symbol] = f"data-quality check did not run: {_first_failure([gate])}"
             continue
         verdict = gate.result()
-        docs_index = verdict["docs"] or docs_index
+        verdicts.append(verdict)
         if not verdict["ok"]:
             blocked[symbol] = "blocked by data quality: " + "; ".join(verdict["reasons"])
     for symbol, why in blocked.items():
         logger.error("%s not trained, its champion stays: %s", symbol, why)
+    # one Data Docs build for all the gates (GX recompiles its templates per build)
+    docs_index = render_quality_docs(docs_dir, verdicts)
     if docs_index:
         logger.info("data-quality Data Docs: %s", docs_index)
     pairs = [(s, mt) for s, mt in product(run_symbols, settings.model_types) if s not in blocked]

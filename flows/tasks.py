@@ -92,26 +92,50 @@ def quality_gate(
     Records every result in ``raw.data_quality_results`` and quarantines failing rows
     (:func:`brain_lib.quality.gate_training_window`). ``ok`` False: a blocking rule
     failed, do not train the symbol in this run. A symbol with no candles passes here:
-    loading it fails later with the clearer "unknown symbol" error.
+    loading it fails later with the clearer "unknown symbol" error. The result is kept
+    for the Data Docs site, which :func:`render_quality_docs` renders once for all the
+    run's gates.
     """
     from brain_lib.quality import gate_training_window
 
     with warehouse.connect(dsn) as conn:
         start_ts, end_ts = training_window(conn, exchange, symbol, timeframe, lookback_days, end)
     if end_ts is None:
-        return {"symbol": symbol, "ok": True, "reasons": [], "docs": None, "quarantined": 0}
+        return {"symbol": symbol, "ok": True, "reasons": [], "quarantined": 0, "docs_keys": []}
     decision = gate_training_window(
-        dsn, exchange, symbol, timeframe, start_ts, end_ts, run_id=run_id, docs_dir=docs_dir
+        dsn,
+        exchange,
+        symbol,
+        timeframe,
+        start_ts,
+        end_ts,
+        run_id=run_id,
+        docs_dir=docs_dir,
+        render_docs=False,
     )
-    docs = decision.report.docs_index
     return {
         "symbol": symbol,
         "ok": decision.ok,
         "reasons": list(decision.reasons),
-        "docs": str(docs) if docs is not None else None,
         "quarantined": decision.quarantined,
         "summary": decision.report.describe(),
+        "suite": decision.report.suite,
+        "docs_keys": [list(key) for key in decision.report.docs_keys],
     }
+
+
+@task(**IO_TASK)
+def render_quality_docs(docs_dir: Path, gates: list[dict[str, Any]]) -> str | None:
+    """One Data Docs build for the validations of all the gates (``quality_gate``);
+    the index page, or None when nothing was kept."""
+    from brain_lib.quality import render_data_docs
+
+    index = render_data_docs(
+        docs_dir,
+        [key for g in gates for key in g["docs_keys"]],
+        [g["suite"] for g in gates if g["docs_keys"]],
+    )
+    return str(index) if index is not None else None
 
 
 @task(**IO_TASK)

@@ -159,6 +159,9 @@ def dsn(warehouse_dsn: str) -> str:
     return warehouse_dsn
 
 
+SYMBOLS_TWO = ("SPIKE/USDT", "CLEAN/USDT")
+
+
 def _validate(dsn: str, symbol: str, **kwargs: object) -> quality.QualityReport:
     return quality.validate_table(
         dsn, "ohlcv", exchange=EXCHANGE, symbol=symbol, timeframe=TF, **kwargs
@@ -243,7 +246,7 @@ def test_one_candle_per_bar_catches_a_literal_duplicate_where_no_key_holds(dsn: 
             "where symbol = 'CLEAN/USDT' and ts = %s",
             (START + 10 * HOUR,),
         )
-    results, _ = quality._run_checkpoint(
+    results, _, _ = quality._run_checkpoint(
         dsn,
         quality.TABLES["ohlcv"],
         {},
@@ -257,7 +260,7 @@ def test_one_candle_per_bar_catches_a_literal_duplicate_where_no_key_holds(dsn: 
 
 
 def test_an_expectation_that_cannot_run_fails_and_says_why(dsn: str) -> None:
-    results, _ = quality._run_checkpoint(
+    results, _, _ = quality._run_checkpoint(
         dsn,
         quality.TABLES["ohlcv"],
         {},
@@ -664,6 +667,23 @@ def test_data_docs_are_built_to_the_folder_given(
     assert all(str(page.relative_to(tmp_path / "docs")) in index for page in pages)
     assert quality.data_docs_dir(home=tmp_path) == tmp_path / "quality" / "data_docs"
     assert quality.data_docs_dir(QualitySettings(docs_dir=tmp_path / "d")) == tmp_path / "d"
+
+
+def test_data_docs_of_many_validations_render_once_with_every_page(
+    dsn: str, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    kept = [_validate(dsn, sym, docs_dir=docs, render_docs=False) for sym in SYMBOLS_TWO]
+    # kept in the folder's store, nothing rendered yet
+    assert all(r.docs_index is None and len(r.docs_keys) == 1 for r in kept)
+    assert not (docs / "index.html").exists()
+    assert list((docs / "validations").rglob("*.html")) == []
+    index = quality.render_data_docs(docs, [k for r in kept for k in r.docs_keys], ["raw.ohlcv"])
+    assert index == (docs / "index.html").resolve()
+    pages = sorted((docs / "validations").rglob("*.html"))
+    assert len(pages) == 2  # one per validation, from one build
+    assert all(str(page.relative_to(docs)) in index.read_text() for page in pages)
+    assert quality.render_data_docs(docs, [], ["raw.ohlcv"]) is None  # nothing kept
 
 
 def test_bad_requests_name_the_problem(dsn: str, fresh_dsn: str) -> None:

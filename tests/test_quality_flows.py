@@ -52,9 +52,20 @@ def test_a_broken_window_is_not_trained_and_its_champion_stays(
     from flows.daily_retrain import daily_retrain
     from flows.runner import run_flow
 
-    dsn, _ = env
+    dsn, home = env
     first = run_flow(daily_retrain, symbols=[GOOD, BAD], lookback_days=LOOKBACK, build_marts=False)
     assert first.is_completed(), first.message
+    # both gates' validations are pages of the Data Docs site, rendered in one build
+    docs = home / "quality" / "data_docs"
+    first_id = str(first.state_details.flow_run_id)
+    gate_pages = [
+        page
+        for page in (docs / "validations").rglob("*.html")
+        if first_id in page.parts and page.relative_to(docs).parts[1:3] == ("raw", "ohlcv")
+    ]
+    assert len(gate_pages) == 2, sorted((docs / "validations").rglob("*.html"))
+    index = (docs / "index.html").read_text()
+    assert all(str(page.relative_to(docs)) in index for page in gate_pages)
     champion = _champion(dsn, BAD)
     assert champion is not None
 
