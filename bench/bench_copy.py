@@ -32,9 +32,9 @@ machine is idle, since other processes on the CPU distort every figure.
 
 Reading the output: one line per measurement with the median seconds and rows/s, then
 ``copy fresh / straight COPY`` (target at most 1.3x) and ``to_sql / copy`` = median
-to_sql seconds / median fresh-copy seconds. The run ends with the row counts it verified (``--rows`` rows in
-``raw.ohlcv`` and in ``bench_to_sql``, 0 rows added by the second COPY) and exits 1
-when a count is wrong.
+to_sql seconds / median fresh-copy seconds. The run ends with the row counts it
+verified (``--rows`` rows in ``raw.ohlcv`` and in ``bench_to_sql``, 0 rows added by the
+second COPY) and exits 1 when a count is wrong.
 
 Run from the repository root::
 
