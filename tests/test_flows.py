@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,13 @@ def test_daily_retrain_trains_every_symbol_and_builds_marts(
     assert {row[1] for row in importance} == {"shap", "permutation", "correlation"}
     assert all(row[2] >= 15 and row[3] == 1 and row[4] == row[2] for row in importance)
     assert {b[1] for b in best} == {r["version_id"] for r in rows}
+    # the run's dbt build: the marts of what it wrote, not the market features it never
+    # touched (collect-market-data builds them)
+    built = json.loads((home / "dbt" / "target" / "run_results.json").read_text())
+    nodes = {r["unique_id"] for r in built["results"] if r["status"] in ("success", "pass")}
+    for mart in ("best_model_per_symbol", "model_composite_scores", "feature_shifts"):
+        assert f"model.brain.{mart}" in nodes
+    assert not any("fct_features_hourly" in n or "stg_raw__ohlcv" in n for n in nodes)
     for version_id, *_ in versions:
         assert (home / "artifacts" / version_id / "model.txt").exists()
 
