@@ -14,6 +14,7 @@ import typer
 from brain_lib.cli import (  # noqa: F401  (commands)
     collect,
     db,
+    docs,
     ingest,
     listen,
     models,
