@@ -64,6 +64,14 @@ class Settings(BaseSettings):
         default=None,
         description="PostgreSQL URL. When set, it is used and no embedded warehouse starts.",
     )
+    bi_password: SecretStr | None = Field(
+        default=None,
+        description="Password `brain db login brain_bi` gives the read-only BI role.",
+    )
+    writer_password: SecretStr | None = Field(
+        default=None,
+        description="Password `brain db login brain_writer` gives the flows' role.",
+    )
     artifact_root: str | None = Field(
         default=None, description="Where model artifacts go; default <home>/artifacts."
     )

@@ -75,6 +75,14 @@ def _console() -> Any:
     return Console(width=None if sys.stdout.isatty() else 160, markup=False)
 
 
+def _working(text: str) -> Any:
+    """A rich spinner on stderr with ``text`` and the seconds elapsed, for a step that
+    takes more than a few seconds and has no count to show (nothing on a pipe)."""
+    from rich.console import Console
+
+    return Console(stderr=True, markup=False).status(text, spinner="dots")
+
+
 def _split(values: str | None, option: str = "the list") -> list[str] | None:
     """A comma-separated option as a list; None when not given. Given but empty
     (``--symbols ""``) is an error, not the default."""

@@ -1,14 +1,15 @@
-"""brain db: the warehouse (start, stop, status, url) and brain dbt, the passthrough."""
+"""brain db: the warehouse (start, stop, status, url, login) and brain dbt, the passthrough."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from brain_lib.cli._app import (
     _prepare,
     _settings,
+    _working,
     app,
     db_app,
 )
@@ -84,14 +85,34 @@ def dbt_passthrough(ctx: typer.Context) -> None:
 
     settings = _settings()
     dsn = _prepare(settings)
-    result = run_dbt(
-        list(ctx.args),
-        dsn=dsn,
-        project_dir=settings.dbt_dir,
-        state_dir=settings.home / "dbt",
-        check=False,
-        timeout=24 * 3600,
-    )
+    with _working(f"dbt {' '.join(ctx.args[:2])}"):
+        result = run_dbt(
+            list(ctx.args),
+            dsn=dsn,
+            project_dir=settings.dbt_dir,
+            state_dir=settings.home / "dbt",
+            check=False,
+            timeout=24 * 3600,
+        )
     typer.echo(result.output.rstrip())
     if not result.ok:
         raise typer.Exit(result.returncode)
+
+
+@db_app.command("login")
+def db_login(
+    role: Annotated[str, typer.Argument(help="brain_bi (read-only, BI tools) or brain_writer.")],
+) -> None:
+    """Let one of the roles dbt makes log in, with the password from BRAIN_BI_PASSWORD
+    or BRAIN_WRITER_PASSWORD (hashed before it is sent; never printed)."""
+    from brain_lib.errors import ConfigError
+    from brain_lib.roles import PASSWORD_SETTING, ROLES, enable_login
+
+    if role not in ROLES:
+        raise ConfigError(f"unknown role {role!r}: Brain's roles are {', '.join(ROLES)}")
+    settings = _settings()
+    secret = settings.bi_password if role == "brain_bi" else settings.writer_password
+    if secret is None or not secret.get_secret_value():
+        raise ConfigError(f"{PASSWORD_SETTING[role]} is not set: export it, then run this again")
+    enable_login(_prepare(settings), role, secret.get_secret_value())
+    typer.echo(f"{role} may log in (password from {PASSWORD_SETTING[role]})")

@@ -307,8 +307,10 @@ comment on schema raw is 'brain raw schema v{{ var("raw_schema_version") }}';
 
 {% macro create_raw_tables() %}
     {% call statement('create_raw_tables', auto_begin=True) %}
+        {{ warehouse_roles_ddl() }}
         {{ raw_schema_ddl() }}
         {{ composite_score_ddl() }}
+        {{ warehouse_grants_ddl() }}
     {% endcall %}
     {% do adapter.commit() %}
     {{ log("raw tables ensured (macros/raw_schema.sql, raw_market.sql, raw_quality.sql); functions brain.composite_score and brain.score_*", info=True) }}
