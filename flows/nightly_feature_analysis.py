@@ -24,6 +24,7 @@ from prefect.states import Completed, Failed
 
 from brain_lib import analysis, warehouse
 from brain_lib.config import Settings
+from brain_lib.progress import wait_logging_progress
 from brain_lib.runners import SettingsTaskRunner
 from flows.tasks import IO_TASK, dbt_build, prepare_warehouse
 
@@ -198,7 +199,13 @@ def nightly_feature_analysis(
         unmapped(n_repeats),
         unmapped(settings.seed),
     )
-    futures.wait()
+    wait_logging_progress(
+        futures,
+        [f"{c.symbol} {c.model_type}" for c in champions],
+        logger,
+        "champions analysed",
+        lambda s: f"{s['recent_rows']} recent rows, {s['methods']}",
+    )
     summaries: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     for champion, fut in zip(champions, futures, strict=True):

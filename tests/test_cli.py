@@ -485,6 +485,7 @@ def test_demo_runs_twice_on_the_same_home(env: dict[str, str]) -> None:
         first = brain("demo", "--symbols", "2", env=env)
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
         assert "collect-market-data (binance through ccxt, replay exchange)" in first.stdout
+        assert "2/2 versions landed" in first.stdout  # the progress bar's last state
         assert "marts.best_model_per_symbol" in first.stdout
         assert "dbt docs:" in first.stdout
         second = brain("demo", "--symbols", "2", env=env)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from brain_lib.cli._app import _prepare, _settings, app
+from brain_lib.cli._app import _prepare, _settings, _working, app
 
 
 @app.command("docs")
@@ -26,7 +26,8 @@ def docs(
     settings = _settings()
     dsn = _prepare(settings)
     state_dir = settings.home / "dbt"
-    run_dbt(["docs", "generate"], dsn=dsn, project_dir=settings.dbt_dir, state_dir=state_dir)
+    with _working("dbt docs generate: compiling the project and reading the catalog"):
+        run_dbt(["docs", "generate"], dsn=dsn, project_dir=settings.dbt_dir, state_dir=state_dir)
     target = state_dir / "target"
     index = target / "index.html"
     if not index.is_file():

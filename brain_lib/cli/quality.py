@@ -13,6 +13,7 @@ from brain_lib.cli._app import (
     _prepare,
     _settings,
     _split,
+    _working,
     features_app,
     quality_app,
 )
@@ -47,16 +48,17 @@ def quality_check(
 
     settings = _settings()
     dsn = _prepare(settings)
-    reports = run_quality_checks(
-        dsn,
-        tables=[table] if table else None,
-        exchange=exchange,
-        symbol=symbol,
-        timeframe=timeframe,
-        start=start,
-        end=end,
-        docs_dir=data_docs_dir(home=settings.home),
-    )
+    with _working("Great Expectations: running the suites and building Data Docs"):
+        reports = run_quality_checks(
+            dsn,
+            tables=[table] if table else None,
+            exchange=exchange,
+            symbol=symbol,
+            timeframe=timeframe,
+            start=start,
+            end=end,
+            docs_dir=data_docs_dir(home=settings.home),
+        )
     console = _console()
     for report in reports:
         colour = "green" if report.success else ("yellow" if report.ok else "red")
@@ -113,12 +115,13 @@ def features_analyze(
     from flows.nightly_feature_analysis import nightly_feature_analysis
     from flows.runner import run_flow
 
-    state = run_flow(
-        nightly_feature_analysis,
-        symbols=_split(symbols, "--symbols"),
-        window_days=window_days,
-        end=end,
-    )
+    with _working("nightly-feature-analysis: importance on recent bars, shifts and drift"):
+        state = run_flow(
+            nightly_feature_analysis,
+            symbols=_split(symbols, "--symbols"),
+            window_days=window_days,
+            end=end,
+        )
     data = state.result(raise_on_failure=False)
     if not isinstance(data, dict):
         from brain_lib.errors import BrainError

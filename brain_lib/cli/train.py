@@ -126,6 +126,52 @@ def _landed_since(dsn: str, since: datetime) -> list[tuple[str, str, str]]:
     return [(str(s), str(m), str(d)) for s, m, d in rows]
 
 
+class _VersionProgress:
+    """A rich bar of the versions landed so far (polled from ``raw.model_versions``
+    while the flow runs in this thread), with the last one's symbol and decision."""
+
+    def __init__(self, dsn: str, since: datetime, total: int) -> None:
+        import threading
+
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.dsn, self.since = dsn, since
+        self.progress = Progress(
+            TextColumn("daily-retrain"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} versions landed"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[last]}"),
+            console=_console(),
+        )
+        self.task = self.progress.add_task("daily-retrain", total=total, last="")
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, name="brain-train-progress", daemon=True)
+
+    def _poll(self) -> None:
+        while not self.stop.wait(1.0):
+            self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            landed = _landed_since(self.dsn, self.since)
+        except Exception:  # the bar is a courtesy; the flow reports errors
+            return
+        last = f"last: {landed[-1][0]} {landed[-1][1]} {landed[-1][2]}" if landed else ""
+        self.progress.update(self.task, completed=len(landed), last=last)
+
+    def __enter__(self) -> _VersionProgress:
+        self.progress.start()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.refresh()
+        self.progress.stop()
+
+
 def _interrupted_line(dsn: str, since: datetime, params: dict[str, Any]) -> str:
     """What a Ctrl-C left: which symbol × model types landed, which did not, the marts."""
     try:
@@ -164,8 +210,12 @@ def _run_retrain(dsn: str, settings: Settings, **params: Any) -> list[dict[str, 
     with connect(dsn) as conn:  # the warehouse's clock, which stamps the versions
         row = conn.execute("select now()").fetchone()
     since = row[0] if row else datetime.min
+    total = len(params.get("symbols") or settings.symbols) * len(
+        params.get("model_types") or settings.model_types
+    )
     try:
-        state = run_flow(daily_retrain, **params)
+        with _VersionProgress(dsn, since, total):
+            state = run_flow(daily_retrain, **params)
     except KeyboardInterrupt:
         typer.echo(_interrupted_line(dsn, since, params), err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
