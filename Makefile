@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # configuration serves a CPU build; e.g. --index-url <PyTorch's cpu or cu126 index>
 TORCH_PIP_ARGS ?=
 
-.PHONY: demo test lint unit bench bench-quick load clean-venv
+.PHONY: demo test lint unit bench bench-quick load clean-venv bi
 
 # (Re)create the environment when it is missing or pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -60,6 +60,18 @@ bench-quick: $(BENCH_STAMP)
 LOAD_ARGS ?= --symbols 100 --years 2
 load: $(STAMP)
 	$(BIN)/python bench/load.py $(LOAD_ARGS)
+
+## bi: the dashboard (Apache Superset on the marts, in its own environment .venv-bi)
+BI_VENV ?= .venv-bi
+BI_STAMP := $(BI_VENV)/.installed
+$(BI_STAMP): brain_lib/bi/requirements.txt
+	test -x $(BI_VENV)/bin/python || $(PYTHON) -m venv $(BI_VENV)
+	$(BI_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BI_VENV)/bin/python -m pip install --quiet -r brain_lib/bi/requirements.txt
+	touch $(BI_STAMP)
+
+bi: $(STAMP) $(BI_STAMP)
+	BRAIN_BI_VENV=$(BI_VENV) $(BIN)/brain bi
 
 clean-venv:
 	rm -rf $(VENV)

@@ -12,6 +12,7 @@ import sys
 import typer
 
 from brain_lib.cli import (  # noqa: F401  (commands)
+    bi,
     collect,
     db,
     docs,
