@@ -24,8 +24,8 @@ from prefect.states import Completed, Failed
 
 from brain_lib import analysis, warehouse
 from brain_lib.config import Settings
-from brain_lib.progress import wait_logging_progress
 from brain_lib.runners import SettingsTaskRunner
+from flows.progress import wait_logging_progress
 from flows.tasks import IO_TASK, dbt_build, prepare_warehouse
 
 MARTS = "+feature_importance_trends +feature_shifts +feature_drift"

@@ -1,4 +1,4 @@
-"""brain_lib.progress: a flow's mapped tasks log k/N as each one ends, in a real flow run."""
+"""flows.progress: a flow's mapped tasks log k/N as each one ends, in a real flow run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 from prefect import flow, task
 
-from brain_lib.progress import wait_logging_progress
+from flows.progress import wait_logging_progress
 
 pytestmark = pytest.mark.slow
 
