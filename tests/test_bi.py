@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cli_env import clean_env, one_line_error
 
 from brain_lib import bi
 
@@ -30,25 +31,6 @@ REPO = Path(__file__).resolve().parent.parent
 BRAIN = str(Path(sys.executable).with_name("brain"))
 CHROMIUM = "/usr/bin/chromium"
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
-
-
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("BRAIN_", "PREFECT_"))}
-    base.update(
-        BRAIN_HOME=str(tmp_path / "home"),
-        PREFECT_HOME=str(tmp_path / "prefect"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    )
-    base.update(extra)
-    return base
-
-
-def _one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ") and needle in lines[0], lines[0]
 
 
 # ------------------------------------------------------------------ fast tests
@@ -128,13 +110,13 @@ def test_exposures_name_the_dashboard_and_the_selector() -> None:
 def test_brain_bi_without_superset_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run(
         [BRAIN, "bi", "--venv", str(tmp_path / "no-venv")],
-        env=_env(tmp_path),
+        env=clean_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    _one_line_error(proc, "Superset is not installed in")
+    one_line_error(proc, "Superset is not installed in")
     assert "make bi" in proc.stderr
 
 
@@ -147,13 +129,13 @@ def test_brain_bi_when_superset_cannot_start_is_one_line(tmp_path: Path) -> None
         exe.chmod(0o755)
     proc = subprocess.run(
         [BRAIN, "bi", "--venv", str(venv)],
-        env=_env(tmp_path),
+        env=clean_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    _one_line_error(proc, "Superset could not create its metadata database (exit 1)")
+    one_line_error(proc, "Superset could not create its metadata database (exit 1)")
 
 
 # --------------------------------------------------------------- browser test
@@ -271,7 +253,7 @@ def test_dashboard_renders_the_warehouse_numbers(
     dsn, home = dashboard_env
     out = Path(os.environ.get("BRAIN_BI_SCREENSHOT", tmp_path / "dashboard.png"))
     port = bi.free_port()
-    env = _env(tmp_path, BRAIN_DATABASE_URL=dsn, BRAIN_HOME=str(home))
+    env = clean_env(tmp_path, BRAIN_DATABASE_URL=dsn, BRAIN_HOME=str(home))
     env.pop("BRAIN_BI_PASSWORD", None)
     refused = subprocess.run(
         [BRAIN, "bi", "--venv", str(venv), "--no-serve"],

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_env import clean_env, one_line_error
 
 from brain_lib.market import generate_candles
 from brain_lib.quality import quarantined_timestamps, validate_table
@@ -27,21 +27,7 @@ def brain(
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("BRAIN_", "PREFECT_"))}
-    base.update(
-        BRAIN_HOME=str(tmp_path / "home"),
-        PREFECT_HOME=str(tmp_path / "prefect"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    )
-    return base
-
-
-def _one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ") and needle in lines[0], lines[0]
+    return clean_env(tmp_path)
 
 
 def test_help_is_instant(env: dict[str, str]) -> None:
@@ -67,8 +53,8 @@ def test_help_is_instant(env: dict[str, str]) -> None:
 
 def test_malformed_database_url(env: dict[str, str]) -> None:
     env["BRAIN_DATABASE_URL"] = "mysql://root@localhost/brain"
-    _one_line_error(brain("db", "url", env=env), "BRAIN_DATABASE_URL")
-    _one_line_error(brain("train", env=env), "must be a PostgreSQL URL")
+    one_line_error(brain("db", "url", env=env), "BRAIN_DATABASE_URL")
+    one_line_error(brain("train", env=env), "must be a PostgreSQL URL")
 
 
 @pytest.mark.parametrize(
@@ -93,7 +79,7 @@ def test_a_bad_policy_cost_or_horizon_is_one_line_and_trains_nothing(
     """Refused before anything starts: no warehouse, no flow, nothing written."""
     env[variable] = value
     proc = brain("train", "--symbols", "BTC/USDT", "--lookback-days", "30", env=env)
-    _one_line_error(proc, named)
+    one_line_error(proc, named)
     assert proc.returncode == 2
     assert not Path(env["BRAIN_HOME"]).exists()
 
@@ -101,14 +87,14 @@ def test_a_bad_policy_cost_or_horizon_is_one_line_and_trains_nothing(
 def test_unreachable_warehouse(env: dict[str, str]) -> None:
     env["BRAIN_DATABASE_URL"] = "postgresql://brain:s3cret@127.0.0.1:1/brain"
     proc = brain("train", "--symbols", "BTC/USDT", env=env)
-    _one_line_error(proc, "cannot reach the warehouse at postgresql://brain@127.0.0.1:1/brain")
+    one_line_error(proc, "cannot reach the warehouse at postgresql://brain@127.0.0.1:1/brain")
     assert "s3cret" not in proc.stderr + proc.stdout  # the password never reaches output
 
 
 def test_empty_date_range(env: dict[str, str], pg_dsn: str) -> None:
     env["BRAIN_DATABASE_URL"] = pg_dsn
     proc = brain("train", "--start", "2025-03-01", "--end", "2025-03-01", env=env)
-    _one_line_error(proc, "empty date range")
+    one_line_error(proc, "empty date range")
 
 
 def test_ingest_then_train_unknown_symbol(env: dict[str, str], pg_dsn: str, tmp_path: Path) -> None:
@@ -139,7 +125,7 @@ def test_ingest_then_train_unknown_symbol(env: dict[str, str], pg_dsn: str, tmp_
     assert stored is not None and stored[0] == 500
 
     proc = brain("train", "--exchange", "mine", "--symbols", "ADA/USDT,DOGE/USDT", env=env)
-    _one_line_error(proc, "unknown symbol(s) DOGE/USDT")
+    one_line_error(proc, "unknown symbol(s) DOGE/USDT")
 
 
 def test_malformed_file_writes_nothing(env: dict[str, str], pg_dsn: str, tmp_path: Path) -> None:
@@ -149,7 +135,7 @@ def test_malformed_file_writes_nothing(env: dict[str, str], pg_dsn: str, tmp_pat
         "ts,open,high,low,close,volume\n2025-01-01T00:00Z,1,2,0.5,1.5,10\n2025-01-01T01:00Z,1,2,0.5,oops,10\n"
     )
     proc = brain("ingest", "ohlcv", str(bad), "--exchange", "bad", "--symbol", "X/USDT", env=env)
-    _one_line_error(proc, "bad.csv: row 2: column close is not a number ('oops')")
+    one_line_error(proc, "bad.csv: row 2: column close is not a number ('oops')")
     missing = brain(
         "ingest",
         "ohlcv",
@@ -160,7 +146,7 @@ def test_malformed_file_writes_nothing(env: dict[str, str], pg_dsn: str, tmp_pat
         "X/USDT",
         env=env,
     )
-    _one_line_error(missing, "no such file")
+    one_line_error(missing, "no such file")
     with connect(pg_dsn) as conn:
         assert conn.execute("select count(*) from raw.ohlcv where exchange = 'bad'").fetchone() == (
             0,
@@ -190,7 +176,7 @@ def test_ingest_refuses_bad_names_before_anything(
     csv.write_text("ts,open,high,low,close,volume\n2025-01-01T00:00Z,1,2,0.5,1.5,10\n")
     args = {"--exchange": "mine", "--symbol": "ADA/USDT", "--timeframe": "1h", option: value}
     proc = brain("ingest", "ohlcv", str(csv), *[x for kv in args.items() for x in kv], env=env)
-    _one_line_error(proc, needle)
+    one_line_error(proc, needle)
     assert proc.returncode == 2
     assert not (Path(env["BRAIN_HOME"]) / "pg").exists()
 
@@ -345,7 +331,7 @@ def test_ingest_refuses_unreadable_files_whole_and_writes_nothing(
     proc = brain(
         "ingest", "ohlcv", str(far), "--exchange", "unreadable", "--symbol", "ADA/USDT", env=env
     )
-    _one_line_error(proc, "row 1: column ts: 1000000000000000 is no epoch milliseconds")
+    one_line_error(proc, "row 1: column ts: 1000000000000000 is no epoch milliseconds")
     booleans = tmp_path / "bool.parquet"
     import pandas as pd
 
@@ -369,7 +355,7 @@ def test_ingest_refuses_unreadable_files_whole_and_writes_nothing(
         "ADA/USDT",
         env=env,
     )
-    _one_line_error(proc, "column high holds booleans")
+    one_line_error(proc, "column high holds booleans")
     semicolons = tmp_path / "semi.csv"
     semicolons.write_text("ts;open;high;low;close;volume\n2025-01-01T00:00Z;1;2;0.5;1.5;10\n")
     proc = brain(
@@ -382,7 +368,7 @@ def test_ingest_refuses_unreadable_files_whole_and_writes_nothing(
         "ADA/USDT",
         env=env,
     )
-    _one_line_error(proc, "separated by ';'")
+    one_line_error(proc, "separated by ';'")
     proc = brain(
         "ingest",
         "ohlcv",
@@ -393,7 +379,7 @@ def test_ingest_refuses_unreadable_files_whole_and_writes_nothing(
         "ADA/USDT",
         env=env,
     )
-    _one_line_error(proc, "is a folder")
+    one_line_error(proc, "is a folder")
     with connect(pg_dsn) as conn:
         stored = conn.execute(
             "select count(*) from raw.ohlcv where exchange = 'unreadable'"
@@ -429,7 +415,7 @@ def test_bad_settings_are_one_line_errors(
 ) -> None:
     env[variable] = value
     proc = brain("train", env=env)
-    _one_line_error(proc, needle)
+    one_line_error(proc, needle)
     assert proc.returncode == 2
 
 
@@ -441,21 +427,21 @@ def test_an_artifact_root_that_cannot_be_written_is_refused_before_training(
     blocker.write_text("")
     env["BRAIN_ARTIFACT_ROOT"] = str(blocker / "artifacts")
     proc = brain("train", env=env)
-    _one_line_error(proc, f"the artifact root {blocker}/artifacts (BRAIN_ARTIFACT_ROOT) is not")
+    one_line_error(proc, f"the artifact root {blocker}/artifacts (BRAIN_ARTIFACT_ROOT) is not")
     assert proc.returncode == 2
     assert not (Path(env["BRAIN_HOME"]) / "pg").exists()  # no warehouse, nothing trained
 
 
 def test_a_range_in_the_future_is_refused_before_anything(env: dict[str, str]) -> None:
     proc = brain("train", "--start", "2099-01-01", "--end", "2099-02-01", env=env)
-    _one_line_error(proc, "--start 2099-01-01 00:00 is in the future")
+    one_line_error(proc, "--start 2099-01-01 00:00 is in the future")
     assert proc.returncode == 2
     assert not (Path(env["BRAIN_HOME"]) / "pg").exists()  # no warehouse, nothing written
 
 
 def test_an_empty_list_option_is_refused_not_defaulted(env: dict[str, str]) -> None:
-    _one_line_error(brain("train", "--symbols", "", env=env), "--symbols is empty")
-    _one_line_error(brain("train", "--model-types", " , ", env=env), "--model-types is empty")
+    one_line_error(brain("train", "--symbols", "", env=env), "--symbols is empty")
+    one_line_error(brain("train", "--model-types", " , ", env=env), "--model-types is empty")
 
 
 def test_db_lifecycle(env: dict[str, str]) -> None:
@@ -530,7 +516,7 @@ def test_listen_refuses_an_exchange_without_websocket_liquidations(env: dict[str
     proc = brain(
         "listen", "liquidations", "--exchange", "kraken", "--symbols", "BTC/USDT:USDT", env=env
     )
-    _one_line_error(proc, "kraken publishes no liquidations over websocket")
+    one_line_error(proc, "kraken publishes no liquidations over websocket")
     assert proc.returncode == 2
     assert not (Path(env["BRAIN_HOME"]) / "pg").exists()  # refused before the warehouse
 
