@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import _one_line_error, brain
+from cli_env import one_line_error
+from test_cli import brain
 from test_cli import env as env  # the fixture, reused
 from test_faults import _api, _task_runs
 
@@ -205,7 +206,7 @@ def test_brain_train_refuses_a_bad_task_runner_in_one_line(
     variables, needle = _filled(variables, needle)
     env.update(variables)
     proc = brain("train", "--symbols", "BTC/USDT", "--lookback-days", "30", env=env)
-    _one_line_error(proc, needle)
+    one_line_error(proc, needle)
     assert proc.returncode == 2
     assert not Path(env["BRAIN_HOME"]).exists()  # nothing started, nothing written
 
